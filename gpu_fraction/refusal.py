@@ -1,0 +1,99 @@
+"""Refusal reasons: why a request cannot be placed now, in words a person can act on.
+
+Built only on the slow path (a refusal), from the allocator's index, so it may take its time.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from typing import TYPE_CHECKING
+
+from .model import SliceRequest
+
+if TYPE_CHECKING:
+    from .allocator import Allocator, _TypePool
+
+
+def share_text(free_mem: int, total: int) -> str:
+    """A free share of a GPU as people say it: ``1/4``, ``3/8``, or ``23%`` when not a neat fraction."""
+    if free_mem <= 0:
+        return "0"
+    share = Fraction(free_mem, total)
+    if share.denominator <= 16:
+        return str(share)
+    return f"{int(100 * free_mem / total)}%"
+
+
+def refusal_reason(allocator: Allocator, pool: _TypePool, request: SliceRequest) -> str:
+    """Explain why ``request`` does not fit in ``pool`` now."""
+    where = ""
+    if request.node is not None:
+        where = f" on node {request.node}"
+    elif request.zone is not None:
+        where = f" in zone {request.zone}"
+    candidates = [
+        g
+        for gpus in pool.by_node.values()
+        for g in gpus
+        if (request.node is None or g.gpu.node == request.node)
+        and (request.zone is None or g.zone == request.zone)
+    ]
+    gpu_type = pool.gpu_type
+    if not candidates:
+        return f"there is no {gpu_type} GPU{where}"
+    in_use = sum(1 for g in candidates if not g.fully_free)
+    if request.is_whole:
+        return _whole_reason(allocator, pool, request, candidates, where)
+    fitting = [g for g in candidates if allocator._fits(g.state, request)]
+    if fitting:
+        return (
+            f"the {gpu_type} GPUs{where} with {request.fraction} free are on nodes without "
+            f"{_pod_needs(request)} to spare; ask for less CPU or memory, or wait"
+        )
+    largest = max(candidates, key=lambda g: (g.free_mem, g.free_compute))
+    reason = (
+        f"no {gpu_type}{where} has {request.fraction} free: {in_use} of {len(candidates)} in use, "
+        f"largest free slice {share_text(largest.free_mem, largest.gpu.memory_mib)}"
+    )
+    need_mem = [g for g in candidates if g.free_mem >= request.memory_on(g.gpu.memory_mib)]
+    if need_mem:
+        best_c = max(g.free_compute for g in need_mem)
+        reason += (
+            f" (GPUs with enough memory have {best_c}% compute free, "
+            f"{request.guaranteed_compute()}% is needed)"
+        )
+    return reason + "; try a smaller slice or another GPU type, or wait for one to free up"
+
+
+def _whole_reason(
+    allocator: Allocator,
+    pool: _TypePool,
+    request: SliceRequest,
+    candidates: list,
+    where: str,
+) -> str:
+    per_node: dict[str, int] = {}
+    for g in candidates:
+        per_node[g.gpu.node] = per_node.get(g.gpu.node, 0) + (1 if g.fully_free else 0)
+    most = max(per_node.values())
+    free_total = sum(per_node.values())
+    k = request.count
+    if most >= k:
+        return (
+            f"the nodes{where} with {k} free {pool.gpu_type} GPUs lack {_pod_needs(request)} "
+            f"to spare; ask for less CPU or memory, or wait"
+        )
+    noun = "GPU" if k == 1 else "GPUs"
+    return (
+        f"no node{where} has {k} free {pool.gpu_type} {noun}: the most free on one node is "
+        f"{most} ({free_total} of {len(candidates)} free in all); try fewer GPUs or wait"
+    )
+
+
+def _pod_needs(request: SliceRequest) -> str:
+    parts = []
+    if request.cpu_millis:
+        parts.append(f"{request.cpu_millis / 1000:g} CPU")
+    if request.host_memory_mib:
+        parts.append(f"{request.host_memory_mib} MiB memory")
+    return " and ".join(parts) or "room"
