@@ -64,8 +64,16 @@ class _Record:
 class _TypePool:
     """Every GPU of one type, indexed by free state and, for whole-GPU requests, by node."""
 
-    __slots__ = ("by_node", "classes", "free_by_node", "gpu_type", "mix_version", "nodes_by_free",
-                 "order_cache", "size")
+    __slots__ = (
+        "by_node",
+        "classes",
+        "free_by_node",
+        "gpu_type",
+        "mix_version",
+        "nodes_by_free",
+        "order_cache",
+        "size",
+    )
 
     def __init__(self, gpu_type: str) -> None:
         self.gpu_type = gpu_type
@@ -320,7 +328,9 @@ class Allocator:
                     "free_memory_mib": entry.free_mem,
                     "free_compute": entry.free_compute,
                     "allocations": by_gpu.get(uuid, []),
-                    "committed": {a.id: self._records[a.id].committed for a in by_gpu.get(uuid, [])},
+                    "committed": {
+                        a.id: self._records[a.id].committed for a in by_gpu.get(uuid, [])
+                    },
                 }
                 for uuid, entry in self._gpus.items()
             ]
@@ -329,6 +339,11 @@ class Allocator:
         """GPU UUID -> (free MiB, free compute %); equal before and after a balanced run."""
         with self._lock:
             return {u: (e.free_mem, e.free_compute) for u, e in self._gpus.items()}
+
+    def node_usage(self) -> dict[str, tuple[int, int]]:
+        """Node -> (CPU millicores, memory MiB) requested by the pods placed there."""
+        with self._lock:
+            return {node: (used[0], used[1]) for node, used in self._node_used.items()}
 
     def audit(self) -> list[str]:
         """Recompute every GPU's use from the live allocations and list any problem.
@@ -433,9 +448,7 @@ class Allocator:
     @staticmethod
     def _fits(state: GpuState, request: SliceRequest) -> bool:
         total, free_mem, free_c = state
-        return (
-            free_mem >= request.memory_on(total) and free_c >= request.guaranteed_compute()
-        )
+        return free_mem >= request.memory_on(total) and free_c >= request.guaranteed_compute()
 
     def _allowed(self, entry: _Gpu, request: SliceRequest) -> bool:
         """Node and zone constraints, and room for the pod's CPU/memory on the node."""

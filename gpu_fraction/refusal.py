@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 
 def share_text(free_mem: int, total: int) -> str:
-    """A free share of a GPU as people say it: ``1/4``, ``3/8``, or ``23%`` when not a neat fraction."""
+    """A free share of a GPU as people say it: ``1/4``, ``3/8``, or ``23%`` if not neat."""
     if free_mem <= 0:
         return "0"
     share = Fraction(free_mem, total)

@@ -116,7 +116,10 @@ def test_whole_gpus_on_one_node_best_fit_node():
 
 def test_node_and_zone_constraints():
     gpus = make_gpus(2, 1)
-    nodes = {"gpu-00": NodeCapacity("gpu-00", zone="lab-a"), "gpu-01": NodeCapacity("gpu-01", zone="lab-b")}
+    nodes = {
+        "gpu-00": NodeCapacity("gpu-00", zone="lab-a"),
+        "gpu-01": NodeCapacity("gpu-01", zone="lab-b"),
+    }
     allocator = Allocator(gpus, nodes)
     assert allocator.reserve(req("1/2", node="gpu-01"), ALICE).node == "gpu-01"
     assert allocator.reserve(req("1/2", zone="lab-a"), ALICE).node == "gpu-00"

@@ -8,8 +8,15 @@ from gpu_fraction.model import GPU, Owner, SliceRequest, parse_fraction
 
 @pytest.mark.parametrize(
     ("value", "expected"),
-    [("1/4", Fraction(1, 4)), ("0.25", Fraction(1, 4)), (0.5, Fraction(1, 2)), (2, Fraction(2)),
-     ("1", Fraction(1)), (Fraction(1, 8), Fraction(1, 8)), (1 / 3, Fraction(1, 3))],
+    [
+        ("1/4", Fraction(1, 4)),
+        ("0.25", Fraction(1, 4)),
+        (0.5, Fraction(1, 2)),
+        (2, Fraction(2)),
+        ("1", Fraction(1)),
+        (Fraction(1, 8), Fraction(1, 8)),
+        (1 / 3, Fraction(1, 3)),
+    ],
 )
 def test_fraction_forms(value, expected):
     assert parse_fraction(value) == expected

@@ -1,0 +1,165 @@
+"""The cluster is the ledger: annotations round-trip and rebuild restores the live state."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gpu_fraction import keys
+from gpu_fraction.allocator import Allocator
+from gpu_fraction.annotations import from_annotations, to_annotations
+from gpu_fraction.errors import AllocationRefused, AnnotationError
+from gpu_fraction.ledger import rebuild
+from gpu_fraction.model import Owner, SliceRequest
+
+from .helpers import make_gpus, make_nodes
+
+
+def pod(name: str, annotations: dict, created: str = "2026-11-29T10:00:00Z", phase="Running"):
+    """A pod as the Kubernetes API returns it (raw JSON)."""
+    return {
+        "metadata": {
+            "name": name,
+            "namespace": "hub",
+            "creationTimestamp": created,
+            "annotations": annotations,
+        },
+        "status": {"phase": phase},
+    }
+
+
+def busy_allocator(seed: int = 7) -> tuple[Allocator, list[dict]]:
+    gpus = make_gpus(3, 4)
+    allocator = Allocator(gpus, make_nodes(gpus, cpu_millis=32000, memory_mib=131072))
+    rng = random.Random(seed)
+    pods = []
+    for i in range(60):
+        request = SliceRequest(
+            "RTX3090", rng.choice(["1/8", "1/4", "1/2", 1, 2]), cpu_millis=rng.choice([0, 1000])
+        )
+        try:
+            allocation = allocator.reserve(request, Owner("notebook", f"u{i}", "cs101", f"srv{i}"))
+        except AllocationRefused:
+            continue
+        allocator.commit(allocation.id)
+        pods.append(pod(f"jupyter-u{i}", to_annotations(allocation)))
+    return allocator, pods
+
+
+def test_annotations_round_trip():
+    allocator = Allocator(make_gpus(1, 2))
+    owner = Owner("job", "bob", "lab-x", "train-1")
+    for request in (SliceRequest("RTX3090", "1/4", compute_max=50), SliceRequest("RTX3090", 2)):
+        allocation = allocator.reserve(request, owner)
+        annotations = to_annotations(allocation)
+        assert all(isinstance(v, str) for v in annotations.values())
+        assert all(k.startswith("ai-console/") for k in annotations)
+        assert from_annotations(annotations, allocator.gpu_by_uuid) == allocation
+        allocator.release(allocation.id)
+
+
+def test_rebuild_equals_the_live_state():
+    live, pods = busy_allocator()
+    random.Random(1).shuffle(pods)
+    fresh = Allocator(make_gpus(3, 4), make_nodes(make_gpus(3, 4), 32000, 131072))
+    report = rebuild(fresh, pods)
+    assert report.ok, report.summary()
+    assert len(report.adopted) == len(pods) == len(live.allocations())
+    assert fresh.free_state() == live.free_state()
+    assert fresh.node_usage() == live.node_usage()
+    assert sorted(a.id for a in fresh.allocations()) == sorted(a.id for a in live.allocations())
+    assert fresh.capacity() == live.capacity()
+    assert all(fresh.is_committed(a.id) for a in fresh.allocations())
+    # The restored allocator keeps working: everything released gives a clean GPU set.
+    for allocation in fresh.allocations():
+        fresh.release(allocation.id)
+    assert fresh.free_state() == Allocator(make_gpus(3, 4)).free_state()
+
+
+def test_conflicting_pods_are_reported_not_dropped():
+    allocator = Allocator(make_gpus(1, 1))
+    first = allocator.reserve(SliceRequest("RTX3090", "3/4"), Owner("notebook", "a"))
+    allocator.release(first.id)
+    second = allocator.reserve(SliceRequest("RTX3090", "1/2"), Owner("notebook", "b"))
+    # Both claim the same GPU: together 5/4 of it.
+    pods = [
+        pod("late", to_annotations(second), created="2026-11-29T11:00:00Z"),
+        pod("early", to_annotations(first), created="2026-11-29T09:00:00Z"),
+    ]
+    fresh = Allocator(make_gpus(1, 1))
+    report = rebuild(fresh, pods)
+    assert [str(ref) for ref, _ in report.adopted] == ["hub/early"]
+    assert len(report.conflicts) == 1
+    problem = report.conflicts[0]
+    assert str(problem.pod) == "hub/late"
+    assert "MiB free" in problem.reason
+    assert not report.ok and "1 in conflict" in report.summary()
+    assert fresh.audit() == []
+
+
+def test_unknown_gpu_malformed_and_finished_pods():
+    allocator = Allocator(make_gpus(1, 2))
+    good = allocator.reserve(SliceRequest("RTX3090", "1/2"), Owner("job", "a"))
+    bad_fraction = {**to_annotations(good), keys.ANN_FRACTION: "lots"}
+    missing_user = {k: v for k, v in to_annotations(good).items() if k != keys.ANN_OWNER_USER}
+    bad_memory = {**to_annotations(good), keys.ANN_MEMORY_MIB: "-3"}
+    other_gpu = {**to_annotations(good), keys.ANN_GPU_UUIDS: "GPU-gone", keys.ANN_ALLOCATION: "x1"}
+    done = {**to_annotations(good), keys.ANN_ALLOCATION: "x2"}
+    pods = [
+        pod("p-fraction", bad_fraction),
+        pod("p-user", missing_user),
+        pod("p-memory", bad_memory),
+        pod("p-gone", other_gpu),
+        pod("p-done", done, phase="Succeeded"),
+        pod("p-plain", {"other/annotation": "1"}),
+        {"metadata": {"name": "no-annotations", "namespace": "hub"}},
+    ]
+    report = rebuild(Allocator(make_gpus(1, 2)), pods)
+    reasons = {str(p.pod): p.reason for p in report.malformed}
+    assert reasons["hub/p-fraction"].startswith("ai-console/fraction:")
+    assert reasons["hub/p-user"] == "ai-console/owner-user: missing"
+    assert reasons["hub/p-memory"].startswith("ai-console/memory-mib: must be >= 1")
+    assert [p.reason for p in report.conflicts] == ["GPU GPU-gone is not in the inventory"]
+    assert report.finished == 1 and report.adopted == []
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (keys.ANN_GPU_UUIDS, "", "missing"),
+        (keys.ANN_COMPUTE_MIN, "90", "above compute-max"),
+        (keys.ANN_COMPUTE_MAX, "x", "whole number"),
+        (keys.ANN_OWNER_KIND, "pod", "must be one of"),
+        (keys.ANN_FRACTION, "3/2", "whole number of GPUs"),
+    ],
+)
+def test_malformed_annotation_names_the_key(key, value, message):
+    allocator = Allocator(make_gpus(1, 1))
+    allocation = allocator.reserve(
+        SliceRequest("RTX3090", "1/2", compute_max=60), Owner("job", "a")
+    )
+    annotations = {**to_annotations(allocation), key: value}
+    with pytest.raises(AnnotationError) as err:
+        from_annotations(annotations)
+    assert isinstance(err.value, ValueError)
+    assert key in str(err.value) and message in str(err.value)
+
+
+def test_rebuild_accepts_kubernetes_client_objects():
+    from types import SimpleNamespace
+
+    allocator = Allocator(make_gpus(1, 1))
+    allocation = allocator.reserve(SliceRequest("RTX3090", "1/4"), Owner("notebook", "a"))
+    v1pod = SimpleNamespace(
+        metadata=SimpleNamespace(
+            name="jupyter-a",
+            namespace="hub",
+            annotations=to_annotations(allocation),
+            creation_timestamp="2026-11-29T10:00:00Z",
+        ),
+        status=SimpleNamespace(phase="Pending"),
+    )
+    fresh = Allocator(make_gpus(1, 1))
+    assert rebuild(fresh, [v1pod]).ok
+    assert fresh.free_state() == allocator.free_state()
