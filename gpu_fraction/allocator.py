@@ -190,7 +190,7 @@ class Allocator:
                 chosen = [single] if single is not None else None
             if chosen is None:
                 raise AllocationRefused(refusal_reason(self, pool, request))
-            self._mix.record(request.fraction)
+            self._mix.record(request.size_key)
             allocation_id = f"{self._id_prefix}-{next(self._ids)}"
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             allocation = self._take(pool, chosen, request, owner, allocation_id)
@@ -393,7 +393,7 @@ class Allocator:
                 if self._fits(g.state, request) and self._allowed(g, request)
             ]
             return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
-        shape = (request.fraction, request.memory_mib, request.guaranteed_compute(), policy)
+        shape = (request.size_key, request.memory_mib, request._compute, policy)
         order = pool.order_cache.get(shape)
         if order is None:
             fitting = [s for s in pool.classes if self._fits(s, request)]

@@ -62,16 +62,24 @@ class TaskMix:
         prior_weight: float = 0.2,
     ) -> None:
         self._sizes = tuple(sizes)
-        self._window: deque[Fraction] = deque(maxlen=window)
+        # Sizes are kept as (numerator, denominator): hashing a Fraction is slow.
+        self._window: deque[tuple[int, int]] = deque(maxlen=window)
+        self._counts: dict[tuple[int, int], int] = {}
         self._refresh_every = refresh_every
         self._prior_weight = prior_weight
         self._since_refresh = 0
         self.version = 0
         self.weights: tuple[tuple[Fraction, float], ...] = self._compute()
 
-    def record(self, fraction: Fraction) -> None:
-        """Note one request's size; weights are recomputed every ``refresh_every`` requests."""
-        self._window.append(fraction)
+    def record(self, size: tuple[int, int]) -> None:
+        """Note one request's size ``(numerator, denominator)``; weights are recomputed every
+        ``refresh_every`` requests."""
+        counts = self._counts
+        if len(self._window) == self._window.maxlen:
+            oldest = self._window[0]
+            counts[oldest] -= 1
+        self._window.append(size)
+        counts[size] = counts.get(size, 0) + 1
         self._since_refresh += 1
         if self._since_refresh >= self._refresh_every:
             self._since_refresh = 0
@@ -81,15 +89,13 @@ class TaskMix:
                 self.version += 1
 
     def _compute(self) -> tuple[tuple[Fraction, float], ...]:
-        counts: dict[Fraction, float] = {}
-        prior = self._prior_weight / len(self._sizes)
-        for size in self._sizes:
-            counts[size] = prior
-        if self._window:
-            share = (1.0 - self._prior_weight) / len(self._window)
-            for size in self._window:
-                counts[size] = counts.get(size, 0.0) + share
-        else:
-            counts = {size: 1.0 / len(self._sizes) for size in self._sizes}
+        if not self._window:
+            return tuple((size, round(1.0 / len(self._sizes), 2)) for size in self._sizes)
+        weights = {size: self._prior_weight / len(self._sizes) for size in self._sizes}
+        share = (1.0 - self._prior_weight) / len(self._window)
+        for (numerator, denominator), count in self._counts.items():
+            if count:
+                size = Fraction(numerator, denominator)
+                weights[size] = weights.get(size, 0.0) + share * count
         # Rounded so that small drifts in the window do not invalidate every cached score.
-        return tuple(sorted((size, round(w, 3)) for size, w in counts.items()))
+        return tuple(sorted((size, round(w, 2)) for size, w in weights.items()))

@@ -8,6 +8,7 @@ reported, never silently dropped, so an admin can act on them.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,6 +73,18 @@ def rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
     Pods are taken oldest first, so when two pods claim more than a GPU holds the one that
     started first keeps its slice and the later one is reported as a conflict.
     """
+    # A bulk load creates no reference cycles; without this the cyclic collector rescans the
+    # freshly listed pods over and over and takes ~40% of the time with 50,000 pods.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _rebuild(allocator, pods)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
     report = RebuildReport()
     entries = []
     for pod in pods:
@@ -82,12 +95,14 @@ def rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
         if _field(_field(pod, "status"), "phase") in FINISHED_PHASES:
             report.finished += 1
             continue
-        created = _field(meta, "creationTimestamp") or ""
-        ref = PodRef(_field(meta, "namespace") or "", _field(meta, "name") or "")
-        entries.append((str(created), ref.namespace, ref.name, ref, annotations))
-    entries.sort(key=lambda e: e[:3])
+        created = str(_field(meta, "creationTimestamp") or "")
+        entries.append(
+            (created, _field(meta, "namespace") or "", _field(meta, "name") or "", annotations)
+        )
+    entries.sort(key=lambda e: (e[0], e[1], e[2]))
     lookup = allocator.gpu_by_uuid
-    for _, _, _, ref, annotations in entries:
+    for _, namespace, name, annotations in entries:
+        ref = PodRef(namespace, name)
         try:
             allocation = from_annotations(annotations, lookup)
         except AnnotationError as err:

@@ -169,9 +169,17 @@ class SliceRequest:
     host_memory_mib: int = 0
     node: str | None = None
     zone: str | None = None
+    # Derived once at construction: the allocator reads these on every placement, and
+    # Fraction arithmetic and hashing would otherwise dominate its cost.
+    is_whole: bool = field(init=False, repr=False, compare=False)
+    size_key: tuple[int, int] = field(init=False, repr=False, compare=False)
+    _compute: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "fraction", parse_fraction(self.fraction))
+        fraction = parse_fraction(self.fraction)
+        object.__setattr__(self, "fraction", fraction)
+        object.__setattr__(self, "is_whole", fraction >= 1)
+        object.__setattr__(self, "size_key", (fraction.numerator, fraction.denominator))
         check_gpu_type(self.gpu_type)
         if self.memory_mib is not None:
             _check_int(self.memory_mib, "memory_mib", minimum=1)
@@ -194,11 +202,13 @@ class SliceRequest:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value):
                 raise InvalidRequestError(name, f"must be a non-empty name, got {value!r}")
-
-    @property
-    def is_whole(self) -> bool:
-        """True for one or more whole GPUs (exclusive use)."""
-        return self.fraction >= 1
+        if self.is_whole:
+            compute = 100
+        elif self.compute_min is not None:
+            compute = self.compute_min
+        else:
+            compute = max(1, fraction.numerator * 100 // fraction.denominator)
+        object.__setattr__(self, "_compute", compute)
 
     @property
     def count(self) -> int:
@@ -207,11 +217,7 @@ class SliceRequest:
 
     def guaranteed_compute(self) -> int:
         """SM percentage reserved on each GPU: all of it for whole GPUs."""
-        if self.is_whole:
-            return 100
-        if self.compute_min is not None:
-            return self.compute_min
-        return max(1, math.floor(self.fraction * 100))
+        return self._compute
 
     def memory_on(self, gpu_memory_mib: int) -> int:
         """Guaranteed memory on a GPU of the given size, in MiB."""
@@ -219,7 +225,8 @@ class SliceRequest:
             return gpu_memory_mib
         if self.memory_mib is not None:
             return self.memory_mib
-        return max(1, math.floor(self.fraction * gpu_memory_mib))
+        numerator, denominator = self.size_key
+        return max(1, numerator * gpu_memory_mib // denominator)
 
     def burst_compute(self) -> int:
         return 100 if self.is_whole else self.compute_max
@@ -256,7 +263,6 @@ class Allocation:
     host_memory_mib: int = 0
     product: str = ""
     simulated: bool = False
-    extra: dict[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def is_whole(self) -> bool:

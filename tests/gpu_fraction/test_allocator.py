@@ -97,7 +97,7 @@ def test_fragmentation_aware_choice_beats_plain_best_fit():
     assert a0.gpu_uuids == ("GPU-RTX3090-00-0",)
     # Teach the mix that only 1/4 requests happen.
     for _ in range(600):
-        allocator._mix.record(Fraction(1, 4))
+        allocator._mix.record((1, 4))
     choice = allocator.reserve(req("1/4"), ALICE)
     assert choice.gpu_uuids == ("GPU-RTX3090-00-1",)
 
