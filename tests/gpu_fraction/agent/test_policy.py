@@ -1,0 +1,256 @@
+"""The over-limit policy with a fake clock and a fake kill."""
+
+from __future__ import annotations
+
+import logging
+import signal
+
+import pytest
+
+from gpu_fraction.agent.policy import OverLimitPolicy, PolicyEvent, ProcessUsage
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class FakeKill:
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, int]] = []
+        self.gone: set[int] = set()
+
+    def __call__(self, pid: int, signum: int) -> None:
+        if pid in self.gone:
+            raise ProcessLookupError(pid)
+        self.sent.append((pid, signum))
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def kill() -> FakeKill:
+    return FakeKill()
+
+
+def make(
+    action: str,
+    clock: FakeClock,
+    kill: FakeKill,
+    events: list[PolicyEvent] | None = None,
+    tolerance_mib: int = 0,
+) -> OverLimitPolicy:
+    """Grace 30 s, SIGKILL 10 s after SIGTERM; events appended to ``events``."""
+    return OverLimitPolicy(
+        action,
+        grace_seconds=30,
+        kill_after_seconds=10,
+        tolerance_mib=tolerance_mib,
+        on_event=events.append if events is not None else None,
+        clock=clock,
+        kill=kill,
+    )
+
+
+def over(pid: int = 1234, used: int = 7000, limit: int | None = 6144) -> ProcessUsage:
+    return ProcessUsage(
+        pid=pid, used_mib=used, limit_mib=limit, user="alice", allocation_id="a1", gpu_uuid="GPU-0"
+    )
+
+
+def test_terminate_after_grace_and_kill_later(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("terminate", clock, kill, events=events)
+
+    clock.now = 0
+    policy.observe([over()])
+    assert [e.action for e in events] == ["report"]
+    assert kill.sent == []
+
+    clock.now = 29
+    policy.observe([over()])
+    assert kill.sent == []
+
+    clock.now = 30
+    policy.observe([over()])
+    assert kill.sent == [(1234, signal.SIGTERM)]
+    assert events[-1].action == "sigterm"
+    assert events[-1].over_for_seconds == 30
+
+    clock.now = 39
+    policy.observe([over()])
+    assert kill.sent == [(1234, signal.SIGTERM)]
+
+    clock.now = 40
+    policy.observe([over()])
+    assert kill.sent == [(1234, signal.SIGTERM), (1234, signal.SIGKILL)]
+    assert [e.action for e in events] == ["report", "sigterm", "sigkill"]
+
+    clock.now = 100
+    policy.observe([over()])  # nothing more to send
+    assert len(kill.sent) == 2
+
+
+def test_event_carries_who_and_how_much(
+    clock: FakeClock, kill: FakeKill, caplog: pytest.LogCaptureFixture
+) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("report", clock, kill, events=events)
+    with caplog.at_level(logging.WARNING, logger="gpu_fraction.agent.policy"):
+        returned = policy.observe([over(pid=77, used=9000, limit=6144)])
+    assert returned == events
+    assert events == [
+        PolicyEvent(
+            action="report",
+            pid=77,
+            user="alice",
+            allocation_id="a1",
+            used_mib=9000,
+            limit_mib=6144,
+            gpu_uuid="GPU-0",
+            over_for_seconds=0.0,
+        )
+    ]
+    [record] = caplog.records
+    text = record.getMessage()
+    for part in ("pid=77", "user=alice", "allocation=a1", "used_mib=9000", "limit_mib=6144"):
+        assert part in text
+    assert record.gpu_slice_event == events[0]  # type: ignore[attr-defined]
+
+
+def test_report_only_never_kills_and_reports_once(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("report", clock, kill, events=events)
+    for t in range(0, 1000, 5):
+        clock.now = t
+        policy.observe([over()])
+    assert kill.sent == []
+    assert [e.action for e in events] == ["report"]
+    assert policy.over_limit_pids == {1234}
+
+
+def test_dropping_under_resets_the_timer(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("terminate", clock, kill, events=events)
+    clock.now = 0
+    policy.observe([over()])
+    clock.now = 25
+    policy.observe([over(used=6000)])  # back under
+    assert policy.over_limit_pids == frozenset()
+    clock.now = 31
+    policy.observe([over()])  # over again: a new episode, reported again, timer from 31
+    clock.now = 60
+    policy.observe([over()])
+    assert kill.sent == []
+    clock.now = 61
+    policy.observe([over()])
+    assert kill.sent == [(1234, signal.SIGTERM)]
+    assert [e.action for e in events] == ["report", "report", "sigterm"]
+
+
+def test_processes_without_a_limit_are_ignored(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("terminate", clock, kill, events=events)
+    for t in (0, 30, 60, 90):
+        clock.now = t
+        policy.observe([over(limit=None, used=10**6)])
+    assert events == []
+    assert kill.sent == []
+
+
+def test_tolerance(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("report", clock, kill, events=events, tolerance_mib=512)
+    policy.observe([over(used=6144 + 512)])
+    assert events == []
+    policy.observe([over(used=6144 + 513)])
+    assert [e.used_mib for e in events] == [6144 + 513]
+
+
+def test_vanished_pids_are_forgotten(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("terminate", clock, kill, events=events)
+    clock.now = 0
+    policy.observe([over(pid=1), over(pid=2)])
+    clock.now = 20
+    policy.observe([over(pid=2)])  # pid 1 went away
+    assert policy.over_limit_pids == {2}
+    clock.now = 25
+    policy.observe([over(pid=1), over(pid=2)])  # a new process with pid 1: new timer
+    clock.now = 30
+    policy.observe([over(pid=1), over(pid=2)])
+    assert kill.sent == [(2, signal.SIGTERM)]  # not pid 1: it has been over only 5 s
+    assert [(e.action, e.pid) for e in events] == [
+        ("report", 1),
+        ("report", 2),
+        ("report", 1),
+        ("sigterm", 2),
+    ]
+
+
+def test_sigkill_even_if_it_freed_memory_after_sigterm(clock: FakeClock, kill: FakeKill) -> None:
+    policy = make("terminate", clock, kill)
+    clock.now = 0
+    policy.observe([over()])
+    clock.now = 30
+    policy.observe([over()])
+    clock.now = 40
+    policy.observe([over(used=100)])  # still holding the GPU, though under now
+    assert kill.sent == [(1234, signal.SIGTERM), (1234, signal.SIGKILL)]
+
+
+def test_process_that_exits_before_the_signal_is_forgotten(
+    clock: FakeClock, kill: FakeKill
+) -> None:
+    policy = make("terminate", clock, kill)
+    policy.observe([over()])
+    kill.gone.add(1234)
+    clock.now = 30
+    assert [e.action for e in policy.observe([over()])] == []
+    assert policy.over_limit_pids == frozenset()
+
+
+def test_zero_grace_terminates_on_the_first_tick(clock: FakeClock, kill: FakeKill) -> None:
+    policy = OverLimitPolicy("terminate", grace_seconds=0, clock=clock, kill=kill)
+    assert [e.action for e in policy.observe([over()])] == ["report", "sigterm"]
+    assert kill.sent == [(1234, signal.SIGTERM)]
+
+
+def test_worst_gpu_decides_for_a_process_on_two_gpus(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("report", clock, kill, events=events)
+    policy.observe(
+        [
+            ProcessUsage(pid=5, used_mib=100, limit_mib=6144, gpu_uuid="GPU-0"),
+            ProcessUsage(pid=5, used_mib=7000, limit_mib=6144, gpu_uuid="GPU-1"),
+        ]
+    )
+    assert [(e.pid, e.gpu_uuid) for e in events] == [(5, "GPU-1")]
+
+
+def test_never_signals_init(clock: FakeClock, kill: FakeKill) -> None:
+    policy = OverLimitPolicy("terminate", grace_seconds=0, clock=clock, kill=kill)
+    policy.observe([over(pid=1)])
+    assert kill.sent == []
+
+
+def test_a_failing_listener_does_not_stop_enforcement(clock: FakeClock, kill: FakeKill) -> None:
+    def broken(event: PolicyEvent) -> None:
+        raise RuntimeError("listener bug")
+
+    policy = OverLimitPolicy("terminate", grace_seconds=0, on_event=broken, clock=clock, kill=kill)
+    policy.observe([over()])
+    assert kill.sent == [(1234, signal.SIGTERM)]
+
+
+def test_bad_settings_are_refused() -> None:
+    with pytest.raises(ValueError, match="report, terminate"):
+        OverLimitPolicy("shout")
+    with pytest.raises(ValueError):
+        OverLimitPolicy("report", grace_seconds=-1)
