@@ -24,11 +24,15 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TYPE_CHECKING, Any
 
 from .errors import AllocationRefused, UnknownAllocationError, UnknownGPUTypeError
 from .fragmentation import GpuState, TaskMix, fragmentation
 from .model import GPU, STANDARD_SIZES, Allocation, NodeCapacity, Owner, SliceRequest
 from .refusal import refusal_reason
+
+if TYPE_CHECKING:
+    from .inventory import Inventory
 
 POLICIES = ("binpack", "spread")
 
@@ -127,6 +131,11 @@ class Allocator:
         self._id_prefix = secrets.token_hex(4)
         self._ids = itertools.count(1)
         self.add_gpus(gpus)
+
+    @classmethod
+    def from_inventory(cls, inventory: Inventory, **settings: Any) -> Allocator:
+        """An allocator over an :class:`~gpu_fraction.inventory.Inventory` (nodes and GPUs)."""
+        return cls(inventory.gpus, inventory.nodes, **settings)
 
     # --- inventory ---------------------------------------------------------------------------
 

@@ -6,38 +6,31 @@ Three sources, one result (:class:`Inventory`):
   GPU feature discovery labels, and from the node agent's ``ai-console/gpus`` annotation where it
   exists (real UUIDs, per-GPU products and sizes).
 * :func:`from_nvml` asks the NVIDIA driver on this machine (the embedded, single-machine mode).
-* :func:`simulated` builds GPUs that do not exist, for machines without one (demos, tests,
-  classroom laptops); everything downstream works, nothing is enforced on a device.
+* :func:`gpu_fraction.simulated.simulated` builds GPUs that do not exist, for machines without
+  one (demos, tests, classroom laptops); everything downstream works, nothing is enforced.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from fractions import Fraction
 
 import pynvml
 
 from . import keys
 from .errors import InvalidRequestError, InventoryError
 from .model import GPU, NodeCapacity, check_gpu_type
+from .quantity import MIB as _MIB
+from .quantity import cpu_millis_from_quantity, memory_mib_from_quantity
 
 SOURCE_KUBERNETES = "kubernetes"
 SOURCE_NVML = "nvml"
 SOURCE_SIMULATED = "simulated"
 SOURCES: tuple[str, ...] = (SOURCE_KUBERNETES, SOURCE_NVML, SOURCE_SIMULATED)
-
-#: Node name used by :func:`simulated` when a spec entry names none.
-DEFAULT_SIMULATED_NODE = "local"
-#: Upper bound on GPUs per node in a simulated declaration (a typo guard, not a hardware fact).
-MAX_SIMULATED_GPUS_PER_NODE = 64
-
-_MIB = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -143,57 +136,6 @@ def gpu_type_from_product(product: str) -> str:
     # A type must start with a letter or digit ('.'/'_' may lead a word).
     name = re.sub(r"^[^A-Za-z0-9]+", "", name)[:_TYPE_MAX_LEN]
     return name or "GPU"
-
-
-# --- Kubernetes quantities -----------------------------------------------------------------------
-
-_QUANTITY_RE = re.compile(
-    r"^(?P<number>[+-]?(?:\d+(?:\.\d*)?|\.\d+))"
-    r"(?P<suffix>Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$"
-)
-_BINARY_SUFFIXES = {"Ki": 1, "Mi": 2, "Gi": 3, "Ti": 4, "Pi": 5, "Ei": 6}
-_DECIMAL_SUFFIXES = {"n": -9, "u": -6, "m": -3, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-
-
-def parse_quantity(value: object, field_name: str = "quantity") -> Fraction:
-    """Read a Kubernetes resource quantity exactly: ``"16"``, ``"15500m"``, ``"1.5"``,
-    ``"65843420Ki"``, ``"64Gi"``, ``"1e3"``, ``"2M"``. Raises :class:`InventoryError` naming
-    ``field_name`` for anything else (including negative values).
-    """
-    if isinstance(value, bool):
-        raise InventoryError(field_name, f"expected a Kubernetes quantity, got {value!r}")
-    if isinstance(value, int):
-        amount = Fraction(value)
-    else:
-        text = value.strip() if isinstance(value, str) else None
-        match = _QUANTITY_RE.match(text) if text else None
-        if match is None:
-            raise InventoryError(
-                field_name,
-                "expected a Kubernetes quantity like 16, 15500m, 64Gi or 65843420Ki, "
-                f"got {value!r}",
-            )
-        amount = Fraction(match["number"])
-        suffix = match["suffix"] or ""
-        if suffix in _BINARY_SUFFIXES:
-            amount *= 1024 ** _BINARY_SUFFIXES[suffix]
-        elif suffix in _DECIMAL_SUFFIXES:
-            amount *= Fraction(10) ** _DECIMAL_SUFFIXES[suffix]
-        elif suffix:
-            amount *= Fraction(10) ** int(suffix[1:])
-    if amount < 0:
-        raise InventoryError(field_name, f"must not be negative, got {value!r}")
-    return amount
-
-
-def cpu_millis_from_quantity(value: object, field_name: str = "cpu") -> int:
-    """CPU quantity in millicores, rounded down (so capacity is never overstated)."""
-    return math.floor(parse_quantity(value, field_name) * 1000)
-
-
-def memory_mib_from_quantity(value: object, field_name: str = "memory") -> int:
-    """Memory quantity (bytes) in MiB, rounded down."""
-    return math.floor(parse_quantity(value, field_name) / _MIB)
 
 
 # --- Kubernetes nodes ----------------------------------------------------------------------------
@@ -481,154 +423,3 @@ def from_nvml(node_name: str | None = None) -> Inventory:
 
 def _nvml_failure(node: str, reason: str) -> Inventory:
     return Inventory(gpus=(), nodes={}, simulated=False, source=SOURCE_NVML, error=reason)
-
-
-# --- simulated declarations ----------------------------------------------------------------------
-
-SIMULATED_SPEC_HELP = (
-    "expected TYPE:MEMORY_MIB[xCOUNT] entries separated by commas, each optionally prefixed with "
-    "NODE=, e.g. 'RTX3090:24576x4' or 'node-a=RTX3090:24576x2,node-b=A100:81920x8' "
-    "(MEMORY may also be written like 24G or 24GiB)"
-)
-_SPEC_ENTRY_RE = re.compile(
-    r"^(?:(?P<node>[^=:\s]+)\s*=\s*)?(?P<type>[^=:\s]+)\s*:\s*"
-    r"(?P<memory>\d+)\s*(?P<unit>MiB|M|GiB|G)?\s*(?:[xX]\s*(?P<count>\d+))?$"
-)
-_NODE_RE = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$")
-_DICT_KEYS = frozenset({"node", "gpu_type", "memory_mib", "count", "product", "zone"})
-
-
-def simulated(spec: str | Sequence[Mapping[str, object]] | Mapping[str, object]) -> Inventory:
-    """A declared inventory of GPUs that do not exist (``simulated=True`` throughout).
-
-    ``spec`` is a command-line string (see :data:`SIMULATED_SPEC_HELP`), or a list of dicts with
-    keys ``gpu_type``, ``memory_mib`` (required), ``node`` (default ``"local"``), ``count``
-    (default 1), ``product`` and ``zone`` (optional), as written in YAML. Several entries may name
-    the same node; its GPU indices then continue. UUIDs are ``SIM-GPU-<node>-<index>``.
-    """
-    if isinstance(spec, str):
-        entries = _parse_spec_string(spec)
-    elif isinstance(spec, Mapping):
-        entries = [_spec_dict(spec, "simulated")]
-    elif isinstance(spec, Sequence) and not isinstance(spec, bytes):
-        entries = [_spec_dict(item, f"simulated[{i}]") for i, item in enumerate(spec)]
-    else:
-        raise InventoryError("simulated", f"{SIMULATED_SPEC_HELP}; got {spec!r}")
-    if not entries:
-        raise InventoryError("simulated", f"declares no GPUs; {SIMULATED_SPEC_HELP}")
-    gpus: list[GPU] = []
-    zones: dict[str, str | None] = {}
-    next_index: dict[str, int] = {}
-    for where, node, gpu_type, memory_mib, count, product, zone in entries:
-        if node in zones and zone is not None and zones[node] not in (None, zone):
-            raise InventoryError(
-                f"{where}.zone", f"node {node!r} is given zones {zones[node]!r} and {zone!r}"
-            )
-        zones[node] = zone if zone is not None else zones.get(node)
-        start = next_index.get(node, 0)
-        if start + count > MAX_SIMULATED_GPUS_PER_NODE:
-            raise InventoryError(
-                f"{where}.count",
-                f"at most {MAX_SIMULATED_GPUS_PER_NODE} GPUs on one node, node {node!r} "
-                f"would have {start + count}",
-            )
-        for index in range(start, start + count):
-            gpus.append(
-                GPU(
-                    node=node,
-                    index=index,
-                    uuid=f"SIM-GPU-{node}-{index}",
-                    product=product or f"Simulated {gpu_type}",
-                    memory_mib=memory_mib,
-                    gpu_type=gpu_type,
-                    simulated=True,
-                )
-            )
-        next_index[node] = start + count
-    nodes = {name: NodeCapacity(name=name, zone=zone) for name, zone in zones.items()}
-    return Inventory(gpus=tuple(gpus), nodes=nodes, simulated=True, source=SOURCE_SIMULATED)
-
-
-_Entry = tuple[str, str, str, int, int, str | None, str | None]
-
-
-def _parse_spec_string(spec: str) -> list[_Entry]:
-    if not spec.strip():
-        raise InventoryError("simulated", f"is empty; {SIMULATED_SPEC_HELP}")
-    entries = []
-    for position, raw in enumerate(spec.split(",")):
-        where = f"simulated[{position}]"
-        match = _SPEC_ENTRY_RE.match(raw.strip())
-        if match is None:
-            raise InventoryError(where, f"cannot read {raw.strip()!r}; {SIMULATED_SPEC_HELP}")
-        memory = int(match["memory"])
-        if match["unit"] in ("G", "GiB"):
-            memory *= 1024
-        count = int(match["count"]) if match["count"] is not None else 1
-        entries.append(
-            _checked_entry(
-                where,
-                match["node"] or DEFAULT_SIMULATED_NODE,
-                match["type"],
-                memory,
-                count,
-                None,
-                None,
-            )
-        )
-    return entries
-
-
-def _spec_dict(item: object, where: str) -> _Entry:
-    if not isinstance(item, Mapping):
-        raise InventoryError(
-            where, f"expected a mapping with gpu_type and memory_mib, got {item!r}"
-        )
-    unknown = sorted(str(k) for k in item if k not in _DICT_KEYS)
-    if unknown:
-        raise InventoryError(
-            f"{where}.{unknown[0]}",
-            f"unknown key; allowed keys are {', '.join(sorted(_DICT_KEYS))}",
-        )
-    for required in ("gpu_type", "memory_mib"):
-        if required not in item:
-            raise InventoryError(f"{where}.{required}", "is required")
-    product = item.get("product")
-    zone = item.get("zone")
-    for key, value in (("product", product), ("zone", zone)):
-        if value is not None and (not isinstance(value, str) or not value.strip()):
-            raise InventoryError(f"{where}.{key}", f"must be a non-empty string, got {value!r}")
-    return _checked_entry(
-        where,
-        item.get("node", DEFAULT_SIMULATED_NODE),
-        item["gpu_type"],
-        item["memory_mib"],
-        item.get("count", 1),
-        product,
-        zone,
-    )
-
-
-def _checked_entry(
-    where: str,
-    node: object,
-    gpu_type: object,
-    memory_mib: object,
-    count: object,
-    product: str | None,
-    zone: str | None,
-) -> _Entry:
-    if not isinstance(node, str) or not _NODE_RE.match(node):
-        raise InventoryError(
-            f"{where}.node",
-            f"a node name is letters, digits, '.', '_' or '-' (like node-a), got {node!r}",
-        )
-    try:
-        check_gpu_type(gpu_type, f"{where}.gpu_type")
-    except InvalidRequestError as err:
-        raise InventoryError(err.field, err.message) from None
-    for key, value in (("memory_mib", memory_mib), ("count", count)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InventoryError(f"{where}.{key}", f"must be a whole number >= 1, got {value!r}")
-    assert isinstance(gpu_type, str) and isinstance(memory_mib, int) and isinstance(count, int)
-    return (where, node, gpu_type, memory_mib, count, product, zone)

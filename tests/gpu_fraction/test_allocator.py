@@ -210,3 +210,12 @@ def test_usage_lists_slices_per_gpu():
     row = rows[a.gpu_uuids[0]]
     assert row["allocations"] == [a] and row["committed"] == {a.id: True}
     assert row["free_memory_mib"] == RTX3090_MIB * 3 // 4
+
+
+def test_from_a_simulated_inventory():
+    from gpu_fraction.simulated import simulated
+
+    allocator = Allocator.from_inventory(simulated("lab-1=RTX3090:24576x2"), policy="spread")
+    allocation = allocator.reserve(req("1/2"), ALICE)
+    assert allocation.simulated and allocation.node == "lab-1"
+    assert "(simulated)" in allocation.describe()

@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gpu_fraction import inventory as inv
-from gpu_fraction import keys
+from gpu_fraction import keys, quantity
+from gpu_fraction import simulated as sim
 from gpu_fraction.errors import InventoryError
 from gpu_fraction.model import GPU, NodeCapacity, check_gpu_type
 
@@ -100,23 +101,23 @@ def test_gpu_type_from_product_is_always_valid(product: str) -> None:
     ],
 )
 def test_parse_quantity(text: str | int, value: Fraction) -> None:
-    assert inv.parse_quantity(text) == value
+    assert quantity.parse_quantity(text) == value
 
 
 @pytest.mark.parametrize("text", ["", "abc", "16 cores", "1.2.3", "-1", "5Kb", "Gi", True, None])
 def test_parse_quantity_rejects(text: object) -> None:
     with pytest.raises(InventoryError) as err:
-        inv.parse_quantity(text, "status.allocatable.cpu")
+        quantity.parse_quantity(text, "status.allocatable.cpu")
     assert err.value.field == "status.allocatable.cpu"
 
 
 def test_quantity_conversions_round_down() -> None:
-    assert inv.cpu_millis_from_quantity("15500m") == 15500
-    assert inv.cpu_millis_from_quantity("1.2345") == 1234
-    assert inv.memory_mib_from_quantity("64Gi") == 65536
-    assert inv.memory_mib_from_quantity("65843420Ki") == 64300  # 64300.21 MiB
-    assert inv.memory_mib_from_quantity("68719476736") == 65536
-    assert inv.memory_mib_from_quantity("1M") == 0
+    assert quantity.cpu_millis_from_quantity("15500m") == 15500
+    assert quantity.cpu_millis_from_quantity("1.2345") == 1234
+    assert quantity.memory_mib_from_quantity("64Gi") == 65536
+    assert quantity.memory_mib_from_quantity("65843420Ki") == 64300  # 64300.21 MiB
+    assert quantity.memory_mib_from_quantity("68719476736") == 65536
+    assert quantity.memory_mib_from_quantity("1M") == 0
 
 
 # --- from_nodes ----------------------------------------------------------------------------------
@@ -402,7 +403,7 @@ def test_from_nvml_real_library_on_this_machine_never_raises() -> None:
 
 
 def test_simulated_string_one_node() -> None:
-    result = inv.simulated("RTX3090:24576x4")
+    result = sim.simulated("RTX3090:24576x4")
     assert result.simulated
     assert result.source == "simulated"
     assert [g.uuid for g in result.gpus] == [f"SIM-GPU-local-{i}" for i in range(4)]
@@ -412,7 +413,7 @@ def test_simulated_string_one_node() -> None:
 
 
 def test_simulated_string_several_nodes_and_units() -> None:
-    result = inv.simulated(" node-a=RTX3090:24576x2 , node-b=A100:80G x 8, node-a=T4:16GiB ")
+    result = sim.simulated(" node-a=RTX3090:24576x2 , node-b=A100:80G x 8, node-a=T4:16GiB ")
     assert [(g.node, g.index, g.gpu_type) for g in result.on_node("node-a")] == [
         ("node-a", 0, "RTX3090"),
         ("node-a", 1, "RTX3090"),
@@ -426,11 +427,11 @@ def test_simulated_string_several_nodes_and_units() -> None:
 
 
 def test_simulated_count_defaults_to_one() -> None:
-    assert len(inv.simulated("L4:23034").gpus) == 1
+    assert len(sim.simulated("L4:23034").gpus) == 1
 
 
 def test_simulated_list_form() -> None:
-    result = inv.simulated(
+    result = sim.simulated(
         [
             {"node": "lab-1", "gpu_type": "RTX3090", "memory_mib": 24576, "count": 2,
              "product": "NVIDIA GeForce RTX 3090", "zone": "room-101"},
@@ -444,7 +445,7 @@ def test_simulated_list_form() -> None:
     ]
     assert result.nodes["lab-1"].zone == "room-101"
     assert result.nodes["local"].zone is None
-    assert inv.simulated({"gpu_type": "T4", "memory_mib": 15360}).gpus[0].gpu_type == "T4"
+    assert sim.simulated({"gpu_type": "T4", "memory_mib": 15360}).gpus[0].gpu_type == "T4"
 
 
 @pytest.mark.parametrize(
@@ -484,7 +485,7 @@ def test_simulated_list_form() -> None:
 )
 def test_simulated_bad_specs(spec: object, field: str) -> None:
     with pytest.raises(InventoryError) as err:
-        inv.simulated(spec)  # type: ignore[arg-type]
+        sim.simulated(spec)  # type: ignore[arg-type]
     assert err.value.field == field
     if isinstance(spec, str) and field.endswith("]"):
         assert "RTX3090:24576x4" in err.value.message  # shows the expected form
