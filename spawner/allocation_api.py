@@ -1,0 +1,206 @@
+"""The hub's allocation API: one allocator and one ledger for notebooks and jobs alike.
+
+The jobs service reserves and releases GPU slices here, so a GPU freed by a job goes straight
+back to notebooks. Mounted under the hub's API (``/hub/api/ai-console/...``) through
+``c.JupyterHub.extra_handlers``; every request is authenticated by JupyterHub and authorised by
+a custom scope (the hub itself does not check custom scopes, so each handler does).
+
+- ``GET    /api/ai-console/capacity``                  any logged-in user: free slices per size
+- ``GET    /api/ai-console/allocations``               scope custom:ai-console:gpu-map (or
+  custom:ai-console:allocations): every slice, per GPU
+- ``POST   /api/ai-console/allocations``               scope custom:ai-console:allocations:
+  reserve; body: request fields and ``owner``; 201, 400 (names the field), 409 (refused)
+- ``POST   /api/ai-console/allocations/{id}/commit``   scope custom:ai-console:allocations
+- ``DELETE /api/ai-console/allocations/{id}``          scope custom:ai-console:allocations;
+  idempotent
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.scopes import has_scope
+from tornado import web
+
+from gpu_fraction.annotations import to_annotations
+from gpu_fraction.errors import AllocationRefused, InvalidFieldError, UnknownAllocationError
+from gpu_fraction.model import Allocation, Owner, SliceRequest
+
+from .manager import GPUSliceManager
+
+SCOPE_ALLOCATIONS = "custom:ai-console:allocations"
+SCOPE_GPU_MAP = "custom:ai-console:gpu-map"
+REQUEST_FIELDS = (
+    "gpu_type",
+    "fraction",
+    "memory_mib",
+    "compute_min",
+    "compute_max",
+    "cpu_millis",
+    "host_memory_mib",
+    "node",
+    "zone",
+)
+
+
+def allocation_model(allocation: Allocation) -> dict[str, Any]:
+    """JSON shape of an allocation in this API."""
+    return {
+        "id": allocation.id,
+        "node": allocation.node,
+        "gpu_type": allocation.gpu_type,
+        "gpu_uuids": list(allocation.gpu_uuids),
+        "gpu_indices": list(allocation.gpu_indices),
+        "fraction": str(allocation.fraction),
+        "memory_mib": allocation.memory_mib,
+        "gpu_memory_mib": allocation.gpu_memory_mib,
+        "compute_min": allocation.compute_min,
+        "compute_max": allocation.compute_max,
+        "cpu_millis": allocation.cpu_millis,
+        "host_memory_mib": allocation.host_memory_mib,
+        "product": allocation.product,
+        "simulated": allocation.simulated,
+        "owner": {
+            "kind": allocation.owner.kind,
+            "user": allocation.owner.user,
+            "project": allocation.owner.project,
+            "name": allocation.owner.name,
+        },
+        "description": allocation.describe(),
+        "annotations": to_annotations(allocation),
+    }
+
+
+class _SliceAPIHandler(APIHandler):
+    @property
+    def slice_manager(self) -> GPUSliceManager:
+        return GPUSliceManager.instance(config=self.settings["config"])
+
+    def require_scope(self, *scopes: str) -> None:
+        """403 unless the caller holds one of ``scopes`` (the hub does not check custom ones)."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if not any(has_scope(s, self.parsed_scopes, db=self.db) for s in scopes):
+            raise web.HTTPError(403, f"Action requires one of the scopes: {', '.join(scopes)}")
+
+    def write_json(self, status: int, body: Any) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(body))
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except json.JSONDecodeError as err:
+            raise web.HTTPError(400, f"request body is not JSON: {err}") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "request body must be a JSON object")
+        return body
+
+
+class CapacityHandler(_SliceAPIHandler):
+    async def get(self) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        capacity = await self.slice_manager.capacity()
+        inventory = self.slice_manager.inventory
+        self.write_json(
+            200,
+            {
+                "simulated": bool(inventory and inventory.simulated),
+                "gpu_types": {
+                    gpu_type: {str(size): count for size, count in sizes.items()}
+                    for gpu_type, sizes in capacity.items()
+                },
+            },
+        )
+
+
+class AllocationsHandler(_SliceAPIHandler):
+    async def get(self) -> None:
+        self.require_scope(SCOPE_GPU_MAP, SCOPE_ALLOCATIONS)
+        allocator = await self.slice_manager.ready()
+        gpus = []
+        for row in allocator.usage():
+            gpu = row["gpu"]
+            gpus.append(
+                {
+                    "node": gpu.node,
+                    "index": gpu.index,
+                    "uuid": gpu.uuid,
+                    "product": gpu.product,
+                    "gpu_type": gpu.gpu_type,
+                    "memory_mib": gpu.memory_mib,
+                    "simulated": gpu.simulated,
+                    "free_memory_mib": row["free_memory_mib"],
+                    "free_compute": row["free_compute"],
+                    "allocations": [
+                        {**allocation_model(a), "committed": row["committed"][a.id]}
+                        for a in row["allocations"]
+                    ],
+                }
+            )
+        self.write_json(200, {"gpus": gpus})
+
+    async def post(self) -> None:
+        self.require_scope(SCOPE_ALLOCATIONS)
+        body = self.json_body()
+        unknown = sorted(set(body) - set(REQUEST_FIELDS) - {"owner"})
+        if unknown:
+            raise web.HTTPError(
+                400,
+                f"unknown fields {', '.join(unknown)}; allowed: {', '.join(REQUEST_FIELDS)}, owner",
+            )
+        owner_body = body.get("owner")
+        if not isinstance(owner_body, dict):
+            raise web.HTTPError(400, "owner: an object with kind, user, project, name is required")
+        try:
+            owner = Owner(
+                kind=owner_body.get("kind", "job"),
+                user=owner_body.get("user", ""),
+                project=owner_body.get("project", "") or "",
+                name=owner_body.get("name", "") or "",
+            )
+            request = SliceRequest(**{k: body[k] for k in REQUEST_FIELDS if k in body})
+        except InvalidFieldError as err:
+            raise web.HTTPError(400, str(err)) from None
+        except TypeError as err:
+            raise web.HTTPError(400, f"gpu_type is required ({err})") from None
+        try:
+            allocation = await self.slice_manager.reserve(request, owner)
+        except AllocationRefused as err:
+            self.write_json(409, {"status": 409, "message": err.reason})
+            return
+        except InvalidFieldError as err:
+            raise web.HTTPError(400, str(err)) from None
+        self.write_json(201, allocation_model(allocation))
+
+
+class AllocationHandler(_SliceAPIHandler):
+    async def delete(self, allocation_id: str) -> None:
+        self.require_scope(SCOPE_ALLOCATIONS)
+        await self.slice_manager.ready()
+        released = self.slice_manager.release(allocation_id)
+        self.write_json(200, {"id": allocation_id, "released": released})
+
+
+class CommitHandler(_SliceAPIHandler):
+    async def post(self, allocation_id: str) -> None:
+        self.require_scope(SCOPE_ALLOCATIONS)
+        await self.slice_manager.ready()
+        try:
+            allocation = self.slice_manager.commit(allocation_id)
+        except UnknownAllocationError as err:
+            raise web.HTTPError(404, str(err)) from None
+        self.write_json(200, allocation_model(allocation))
+
+
+#: For ``c.JupyterHub.extra_handlers`` (JupyterHub adds the hub prefix).
+handlers = [
+    (r"/api/ai-console/capacity", CapacityHandler),
+    (r"/api/ai-console/allocations", AllocationsHandler),
+    (r"/api/ai-console/allocations/([^/]+)", AllocationHandler),
+    (r"/api/ai-console/allocations/([^/]+)/commit", CommitHandler),
+]

@@ -1,0 +1,140 @@
+"""``FractionalGPUKubeSpawner``: KubeSpawner that starts each server on a guaranteed GPU slice."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from kubespawner import KubeSpawner
+from traitlets import Bool, Unicode
+
+from gpu_fraction.enforcement import MpsSettings
+
+from .pod_patch import SliceSettings, apply_slice
+from .slices import GPUSliceMixin, SliceRefused
+
+
+class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
+    """Reserves a slice from the hub's allocator and writes it into the pod.
+
+    The slice is applied in :meth:`get_pod_manifest`, after KubeSpawner has applied the
+    profile's overrides, so no override can undo it. It is committed as soon as the pod exists,
+    released on stop and on every failed start, and saved in the spawner's state.
+    """
+
+    gpu_runtime_class_name = Unicode(
+        "nvidia",
+        config=True,
+        help="""runtimeClassName for pods that hold a GPU slice (the NVIDIA container runtime
+        that honours NVIDIA_VISIBLE_DEVICES). Empty: leave the pod's runtime class alone.
+        Example: c.FractionalGPUKubeSpawner.gpu_runtime_class_name = "nvidia" """,
+    )
+    startup_hook_configmap = Unicode(
+        "ai-console-startup",
+        config=True,
+        help="""ConfigMap holding the interpreter-start hook (sitecustomize.py) that caps
+        PyTorch and TensorFlow memory to the slice; the Helm chart creates it. Empty: no hook,
+        only environment caps.""",
+    )
+    mps_pipe_directory = Unicode(
+        "/tmp/nvidia-mps",
+        config=True,
+        help="""CUDA_MPS_PIPE_DIRECTORY of the MPS daemon on nodes labelled ai-console/mps=true.
+        Pods on those nodes get MPS memory and compute caps.""",
+    )
+    mps_shm_directory = Unicode(
+        "/run/nvidia/mps/shm",
+        config=True,
+        help="""Host directory the MPS daemon uses as /dev/shm, mounted into MPS clients.""",
+    )
+    events_show_placement = Bool(
+        True,
+        config=True,
+        help="""Show the placement ("Reserved 1/4 of RTX3090 GPU-3f2a... on node gpu-07") as the
+        first spawn progress message.""",
+    )
+
+    _chosen_profile: dict | None = None
+    _starting: bool = False
+
+    def _load_profile(self, slug: str | None, profile_list: list[dict]) -> None:
+        super()._load_profile(slug, profile_list)
+        self._chosen_profile = self._get_profile(slug, profile_list)
+
+    def slice_settings(self, node: str) -> SliceSettings:
+        mps = None
+        if node in self.slice_manager.mps_nodes:
+            mps = MpsSettings(
+                pipe_directory=self.mps_pipe_directory, host_shm_directory=self.mps_shm_directory
+            )
+        return SliceSettings(
+            runtime_class_name=self.gpu_runtime_class_name or None,
+            startup_configmap=self.startup_hook_configmap or None,
+            mps=mps,
+        )
+
+    async def get_pod_manifest(self) -> Any:
+        pod = await super().get_pod_manifest()
+        allocation = self.allocation
+        if allocation is None:
+            allocation = await self.reserve_slice(self._chosen_profile)
+        node = allocation.node if allocation else ""
+        return apply_slice(pod, allocation, self.slice_settings(node))
+
+    async def _start(self) -> Any:
+        self._starting = True
+        self.release_slice("a new start")
+        self.slice_message = ""
+        try:
+            # Reserve before KubeSpawner's own start work, so the spawn page shows the placement
+            # (or the refusal) at once; KubeSpawner loads the same options again, harmlessly.
+            await self.load_user_options()
+            await self.reserve_slice(self._chosen_profile)
+            return await super()._start()
+        except BaseException:
+            self.release_slice("the start failed")
+            raise
+        finally:
+            self._starting = False
+
+    async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
+        created = await super()._make_create_pod_request(pod, request_timeout)
+        if created:
+            self.commit_slice()  # the pod exists: the ledger holds the slice from now on
+        return created
+
+    async def stop(self, now: bool = False) -> None:
+        try:
+            await super().stop(now)
+        finally:
+            # KubeSpawner stops an old pod of the same name while starting (409 on create);
+            # that must not release the slice the new pod is being created with.
+            if not self._starting:
+                self.release_slice("the server stopped")
+
+    async def progress(self) -> Any:
+        if self.events_show_placement:
+            # The page may ask for progress a moment before the reservation is made.
+            for _ in range(50):
+                if self.slice_message or (self._start_future and self._start_future.done()):
+                    break
+                await asyncio.sleep(0.1)
+            event = self.progress_event()
+            if event:
+                yield event
+        async for event in super().progress():
+            yield event
+
+    def get_state(self) -> dict:
+        return self.slice_state(super().get_state())
+
+    def load_state(self, state: dict) -> None:
+        super().load_state(state)
+        self.load_slice_state(state)
+
+    def clear_state(self) -> None:
+        super().clear_state()
+        self._saved_slice = None
+
+
+__all__ = ["FractionalGPUKubeSpawner", "SliceRefused"]

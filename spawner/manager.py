@@ -1,0 +1,299 @@
+"""The hub's one GPU-slice allocator, shared by every spawner and the allocation API.
+
+JupyterHub makes one spawner object per server, so the allocator lives in a process-wide
+singleton. It is built lazily, once, before the first slice is served: its inventory comes from
+the cluster's nodes (or this machine's GPUs, or a simulated declaration) and, on Kubernetes,
+its ledger is rebuilt from the annotations of the pods that exist. A reconcile loop then gives
+back slices whose pods have vanished behind the hub's back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+from typing import Any
+
+from traitlets import Bool, Dict, Float, Unicode, default, validate
+from traitlets.config import SingletonConfigurable
+
+from gpu_fraction import keys
+from gpu_fraction.allocator import POLICIES, Allocator
+from gpu_fraction.annotations import from_annotations
+from gpu_fraction.errors import AllocationRefused, AnnotationError
+from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
+from gpu_fraction.ledger import RebuildReport, rebuild
+from gpu_fraction.model import Allocation, Owner, SliceRequest
+from gpu_fraction.simulated import simulated
+
+#: Label on every pod that holds a slice, so the ledger can list just those pods.
+SLICE_LABEL = keys.PREFIX + "slice"
+#: Node label saying the node runs the CUDA MPS control daemon.
+MPS_LABEL = keys.PREFIX + "mps"
+INVENTORY_SOURCES = ("kubernetes", "nvml", "simulated")
+
+
+class GPUSliceManager(SingletonConfigurable):
+    """Holds the allocator for the whole hub (notebooks and jobs alike)."""
+
+    inventory_source = Unicode(
+        "kubernetes",
+        config=True,
+        help="""Where the GPUs come from: "kubernetes" (nodes labelled
+        ai-console/gpu-sharing=true, read through the API), "nvml" (this machine's GPUs, for the
+        single-machine hub) or "simulated" (declared in `simulated_gpus`, for machines without
+        a GPU). Example: c.GPUSliceManager.inventory_source = "simulated"
+        """,
+    )
+    simulated_gpus = Unicode(
+        "local=RTX3090:24576x2",
+        config=True,
+        help="""Declared GPUs when inventory_source is "simulated": TYPE:MEMORY_MIB[xCOUNT]
+        entries, comma separated, each optionally prefixed with NODE=.
+        Example: c.GPUSliceManager.simulated_gpus = "RTX3090:24576x4,A100:81920x1"
+        """,
+    )
+    policy = Unicode(
+        "binpack",
+        config=True,
+        help="""Placement policy: "binpack" (least fragmentation, fullest GPU first; keeps
+        whole GPUs free for training jobs) or "spread" (least loaded first, for inference).""",
+    )
+    reservation_ttl = Float(
+        900.0,
+        config=True,
+        help="""Seconds a reserved slice waits for its pod or process to be created before it
+        is given back. Keep it above the spawner's start_timeout.""",
+    )
+    namespace = Unicode(
+        config=True,
+        help="""Namespace whose pods hold the slices (the ledger). Defaults to the hub's own
+        namespace (POD_NAMESPACE) or "default".""",
+    )
+    gpu_type_overrides = Dict(
+        config=True,
+        help="""GPU type label per product name, where the derived one is not what admins
+        use. Example: {"NVIDIA GeForce RTX 3090": "RTX3090"}""",
+    )
+    require_sharing_label = Bool(
+        True,
+        config=True,
+        help="""Manage only nodes labelled ai-console/gpu-sharing=true; GPUs on other nodes
+        stay with the NVIDIA device plugin.""",
+    )
+    reconcile_interval = Float(
+        30.0,
+        config=True,
+        help="""Seconds between checks that every committed slice still has its pod; slices
+        whose pod is gone are released. 0 disables the loop (Kubernetes only).""",
+    )
+
+    @default("namespace")
+    def _namespace_default(self) -> str:
+        import os
+
+        return os.environ.get("POD_NAMESPACE", "default")
+
+    @validate("policy")
+    def _check_policy(self, proposal: dict) -> str:
+        if proposal["value"] not in POLICIES:
+            raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+        return proposal["value"]
+
+    @validate("inventory_source")
+    def _check_source(self, proposal: dict) -> str:
+        if proposal["value"] not in INVENTORY_SOURCES:
+            raise ValueError(f"inventory_source must be one of {', '.join(INVENTORY_SOURCES)}")
+        return proposal["value"]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._allocator: Allocator | None = None
+        self._ready_lock = asyncio.Lock()
+        self.inventory: Inventory | None = None
+        self.rebuild_report: RebuildReport | None = None
+        self.mps_nodes: frozenset[str] = frozenset()
+        self._reconcile_task: asyncio.Task | None = None
+        #: allocation id -> when it was committed (or adopted), for the reconcile loop
+        self._committed_at: dict[str, float] = {}
+
+    # --- start-up ----------------------------------------------------------------------------
+
+    @property
+    def allocator(self) -> Allocator:
+        """The allocator; only valid after :meth:`ready` (raises before)."""
+        if self._allocator is None:
+            raise RuntimeError("GPUSliceManager.ready() has not completed yet")
+        return self._allocator
+
+    async def ready(self) -> Allocator:
+        """Build the inventory and rebuild the ledger once; later calls return at once."""
+        if self._allocator is not None:
+            return self._allocator
+        async with self._ready_lock:
+            if self._allocator is None:
+                await self._build()
+        return self._allocator  # type: ignore[return-value]
+
+    async def _build(self) -> None:
+        if self.inventory_source == "simulated":
+            inventory = simulated(self.simulated_gpus)
+        elif self.inventory_source == "nvml":
+            inventory = await asyncio.to_thread(from_nvml)
+            if inventory.error:
+                self.log.warning("%s; only CPU profiles can start", inventory.error)
+        else:
+            inventory = await self._kubernetes_inventory()
+        allocator = Allocator.from_inventory(
+            inventory, policy=self.policy, reservation_ttl=self.reservation_ttl
+        )
+        self.inventory = inventory
+        gpu_count = len(inventory.gpus)
+        self.log.info(
+            "GPU inventory (%s%s): %d GPUs of types %s",
+            inventory.source,
+            ", simulated" if inventory.simulated else "",
+            gpu_count,
+            ", ".join(inventory.types()) or "none",
+        )
+        if self.inventory_source == "kubernetes":
+            pods = await self._list_slice_pods()
+            self.rebuild_report = rebuild(allocator, pods)
+            now = time.monotonic()
+            self._committed_at.update((a.id, now) for _, a in self.rebuild_report.adopted)
+            self.log.info(self.rebuild_report.summary())
+            for problem in self.rebuild_report.conflicts + self.rebuild_report.malformed:
+                self.log.error(
+                    "pod %s holds a GPU slice that cannot be restored: %s",
+                    problem.pod,
+                    problem.reason,
+                )
+        self._allocator = allocator
+        if self.inventory_source == "kubernetes" and self.reconcile_interval > 0:
+            self._reconcile_task = asyncio.ensure_future(self._reconcile_loop())
+
+    async def _core_api(self) -> Any:
+        from kubespawner.clients import load_config, shared_client
+
+        load_config()
+        return shared_client("CoreV1Api")
+
+    async def _kubernetes_inventory(self) -> Inventory:
+        api = await self._core_api()
+        node_list = await api.list_node()
+        nodes = [api.api_client.sanitize_for_serialization(n) for n in node_list.items]
+        self.mps_nodes = frozenset(
+            n["metadata"]["name"]
+            for n in nodes
+            if (n["metadata"].get("labels") or {}).get(MPS_LABEL) == "true"
+        )
+        return from_nodes(
+            nodes,
+            type_overrides=dict(self.gpu_type_overrides) or None,
+            require_sharing_label=self.require_sharing_label,
+        )
+
+    async def _list_slice_pods(self) -> list[dict]:
+        api = await self._core_api()
+        pods = await api.list_namespaced_pod(self.namespace, label_selector=f"{SLICE_LABEL}=true")
+        return [api.api_client.sanitize_for_serialization(p) for p in pods.items]
+
+    # --- the reconcile loop ------------------------------------------------------------------
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.reconcile_interval)
+            try:
+                await self.reconcile()
+            except Exception:
+                self.log.exception("GPU slice reconcile failed; will retry")
+
+    async def reconcile(self) -> list[Allocation]:
+        """Release notebook slices whose pod no longer exists; returns what was released.
+
+        Only slices committed before the listing started are judged, so a pod created while
+        the list was in flight is not mistaken for a vanished one. Job slices are left to the
+        jobs service, whose pods appear some time after their Job.
+        """
+        started = time.monotonic()
+        pods = await self._list_slice_pods()
+        alive = {
+            (p["metadata"].get("annotations") or {}).get(keys.ANN_ALLOCATION)
+            for p in pods
+            if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        }
+        released = []
+        for allocation in self.allocator.allocations():
+            committed_at = self._committed_at.get(allocation.id)
+            if (
+                allocation.owner.kind == "notebook"
+                and allocation.id not in alive
+                and committed_at is not None
+                and committed_at < started
+                and self.allocator.release(allocation.id)
+            ):
+                self._committed_at.pop(allocation.id, None)
+                self.log.warning(
+                    "released GPU slice %s of %s: its pod is gone",
+                    allocation.id,
+                    allocation.owner.user,
+                )
+                released.append(allocation)
+        return released
+
+    def close(self) -> None:
+        if self._reconcile_task is not None:
+            self._reconcile_task.cancel()
+            self._reconcile_task = None
+
+    # --- what spawners and the allocation API call -------------------------------------------
+
+    async def reserve(self, request: SliceRequest, owner: Owner) -> Allocation:
+        allocator = await self.ready()
+        return allocator.reserve(request, owner)
+
+    def commit(self, allocation_id: str) -> Allocation:
+        allocation = self.allocator.commit(allocation_id)
+        self._committed_at[allocation_id] = time.monotonic()
+        return allocation
+
+    def release(self, allocation_id: str) -> bool:
+        self._committed_at.pop(allocation_id, None)
+        if self._allocator is None:
+            return False
+        return self._allocator.release(allocation_id)
+
+    async def adopt(self, annotations: dict[str, str]) -> Allocation | None:
+        """Re-hold a slice saved in a spawner's state (single-machine hub restart).
+
+        Returns None, after logging why, when it cannot be held (already held, unknown GPU,
+        over capacity): the server then runs without a guaranteed slice until restarted.
+        """
+        allocator = await self.ready()
+        try:
+            allocation = from_annotations(annotations, allocator.gpu_by_uuid)
+        except AnnotationError as err:
+            self.log.error("saved GPU slice is unreadable: %s", err)
+            return None
+        if allocator.get(allocation.id) is not None:
+            return allocator.get(allocation.id)
+        try:
+            adopted = allocator.adopt(allocation)
+            self._committed_at[adopted.id] = time.monotonic()
+            return adopted
+        except AllocationRefused as err:
+            self.log.error("saved GPU slice %s cannot be held: %s", allocation.id, err.reason)
+            return None
+
+    def in_use_by_project(self, project: str) -> Fraction:
+        """Sum of the GPU fractions a project holds now (notebooks and jobs together)."""
+        if self._allocator is None:
+            return Fraction(0)
+        return sum(
+            (a.fraction for a in self._allocator.allocations() if a.owner.project == project),
+            Fraction(0),
+        )
+
+    async def capacity(self) -> dict[str, dict[Fraction, int]]:
+        allocator = await self.ready()
+        return allocator.capacity()

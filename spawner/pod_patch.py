@@ -1,0 +1,130 @@
+"""Write a GPU slice into a pod manifest: a pure function, no I/O (after kubespawner's objects.py).
+
+The spawner calls :func:`apply_slice` last, on the pod KubeSpawner built, so profile overrides
+applied earlier cannot undo the slice: the pod is pinned to the slice's node, sees only its
+GPU(s), carries the enforcement environment and volumes, and is annotated with the allocation
+(the ledger). GPUs the allocator manages are never also requested as ``nvidia.com/gpu`` from the
+device plugin.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kubernetes_asyncio.client import (
+    V1Affinity,
+    V1EnvVar,
+    V1NodeAffinity,
+    V1NodeSelector,
+    V1NodeSelectorRequirement,
+    V1NodeSelectorTerm,
+    V1Pod,
+    V1Volume,
+    V1VolumeMount,
+)
+from kubespawner.utils import get_k8s_model
+
+from gpu_fraction.annotations import to_annotations
+from gpu_fraction.enforcement import (
+    ENV_CUDA_VISIBLE_DEVICES,
+    ENV_NVIDIA_VISIBLE_DEVICES,
+    NO_DEVICE,
+    MpsSettings,
+    container_environment,
+    kubernetes_volumes,
+)
+from gpu_fraction.model import Allocation
+
+from .manager import SLICE_LABEL
+
+GPU_RESOURCE = "nvidia.com/gpu"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
+
+
+@dataclass(frozen=True)
+class SliceSettings:
+    """Cluster-wide choices for how slices are written into pods."""
+
+    runtime_class_name: str | None = "nvidia"
+    startup_configmap: str | None = None
+    mps: MpsSettings | None = None
+
+
+def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettings) -> V1Pod:
+    """Return ``pod`` with ``allocation`` written into it (``None``: a CPU-only pod).
+
+    A CPU-only pod gets ``NVIDIA_VISIBLE_DEVICES=void`` so that a CUDA image, whose default is
+    "all", cannot reach a GPU on a node with the NVIDIA runtime.
+    """
+    container = pod.spec.containers[0]
+    _drop_gpu_resource(container)
+    if allocation is None:
+        _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
+        return pod
+    env = container_environment(
+        allocation,
+        mps=settings.mps,
+        startup_path=_startup_path(allocation, settings),
+        in_container=True,
+    )
+    _set_env(container, env)
+    volumes, mounts = kubernetes_volumes(
+        allocation, mps=settings.mps, startup_configmap=settings.startup_configmap
+    )
+    pod.spec.volumes = list(pod.spec.volumes or []) + [get_k8s_model(V1Volume, v) for v in volumes]
+    container.volume_mounts = list(container.volume_mounts or []) + [
+        get_k8s_model(V1VolumeMount, m) for m in mounts
+    ]
+    pod.metadata.annotations = {**(pod.metadata.annotations or {}), **to_annotations(allocation)}
+    pod.metadata.labels = {**(pod.metadata.labels or {}), SLICE_LABEL: "true"}
+    _pin_to_node(pod, allocation.node)
+    if settings.runtime_class_name and not allocation.simulated:
+        pod.spec.runtime_class_name = settings.runtime_class_name
+    return pod
+
+
+def _startup_path(allocation: Allocation, settings: SliceSettings) -> str | None:
+    from gpu_fraction.enforcement import STARTUP_MOUNT_PATH
+
+    return STARTUP_MOUNT_PATH if settings.startup_configmap and not allocation.is_whole else None
+
+
+def _drop_gpu_resource(container) -> None:
+    """The allocator, not the device plugin, hands out these GPUs."""
+    resources = container.resources
+    if resources is None:
+        return
+    for name in ("limits", "requests"):
+        values = getattr(resources, name)
+        if values and GPU_RESOURCE in values:
+            values = {k: v for k, v in values.items() if k != GPU_RESOURCE}
+            setattr(resources, name, values or None)
+
+
+def _set_env(container, values: dict[str, str]) -> None:
+    """Set variables, replacing any of the same name (the slice wins over profile overrides)."""
+    kept = [e for e in (container.env or []) if e.name not in values]
+    container.env = kept + [V1EnvVar(name=k, value=v) for k, v in values.items()]
+
+
+def _pin_to_node(pod: V1Pod, node: str) -> None:
+    """Require the slice's node, ANDed into every existing required term.
+
+    Required node-selector terms are ORed by Kubernetes, so appending a term would let the pod
+    land elsewhere; the hostname requirement goes into each term instead.
+    """
+    requirement = V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="In", values=[node])
+    spec = pod.spec
+    if spec.affinity is None:
+        spec.affinity = V1Affinity()
+    if spec.affinity.node_affinity is None:
+        spec.affinity.node_affinity = V1NodeAffinity()
+    node_affinity = spec.affinity.node_affinity
+    required = node_affinity.required_during_scheduling_ignored_during_execution
+    if required is None or not required.node_selector_terms:
+        node_affinity.required_during_scheduling_ignored_during_execution = V1NodeSelector(
+            node_selector_terms=[V1NodeSelectorTerm(match_expressions=[requirement])]
+        )
+        return
+    for term in required.node_selector_terms:
+        term.match_expressions = [*(term.match_expressions or []), requirement]

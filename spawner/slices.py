@@ -1,0 +1,152 @@
+"""What both spawners do with a GPU slice: decide, reserve, commit, release, remember.
+
+The decision (which slice, for which project) comes from the chosen profile, or from a
+``slice_policy`` callable that the hub configuration sets to check projects and quotas. Every
+failed start path and every stop releases the slice; release is idempotent, so a path that
+releases twice loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from jupyterhub.utils import maybe_future
+from traitlets import Any as AnyTrait
+from traitlets.config import Configurable
+
+from gpu_fraction import keys
+from gpu_fraction.annotations import to_annotations
+from gpu_fraction.errors import AllocationRefused, InvalidFieldError
+from gpu_fraction.model import Allocation, Owner, SliceRequest
+
+from .manager import GPUSliceManager
+
+#: Key of our data in a profile dict (KubeSpawner profile_list shape).
+PROFILE_KEY = "ai_console"
+#: Key of the saved slice in the spawner's state (JupyterHub's database).
+STATE_KEY = "ai_console_slice"
+
+
+@dataclass(frozen=True)
+class SliceDecision:
+    """What a spawn gets: a slice request (None for CPU-only) and the project it counts for."""
+
+    request: SliceRequest | None
+    project: str = ""
+
+
+class SliceRefused(Exception):
+    """A spawn cannot get its slice; the message is shown on the spawn page as it is."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.jupyterhub_message = message
+
+
+def decision_from_profile(profile: dict | None) -> SliceDecision:
+    """The slice a profile asks for, from its ``ai_console.gpu`` block (none: CPU-only)."""
+    gpu = ((profile or {}).get(PROFILE_KEY) or {}).get("gpu")
+    if not gpu:
+        return SliceDecision(None, ((profile or {}).get(PROFILE_KEY) or {}).get("project", ""))
+    request = SliceRequest(
+        gpu_type=gpu["type"],
+        fraction=gpu.get("fraction", 1),
+        memory_mib=gpu.get("memory_mib"),
+        compute_min=gpu.get("compute_min"),
+        compute_max=gpu.get("compute_max", 100),
+    )
+    return SliceDecision(request, (profile.get(PROFILE_KEY) or {}).get("project", ""))
+
+
+class GPUSliceMixin(Configurable):
+    """GPU-slice handling shared by the Kubernetes and the local spawner."""
+
+    slice_policy = AnyTrait(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Callable (spawner, profile) -> SliceDecision, may be async, that decides the
+        slice and project of a spawn and raises SliceRefused (or PermissionError/ValueError)
+        with a message for the user when the spawn is not allowed. The hub configuration sets
+        it to check project membership and GPU quotas on the hub side, so crafted
+        user_options cannot get around the spawn form. None: take the profile's gpu block.
+        """,
+    )
+
+    _allocation: Allocation | None = None
+    _saved_slice: dict[str, str] | None = None
+    slice_message: str = ""
+
+    @property
+    def slice_manager(self) -> GPUSliceManager:
+        return GPUSliceManager.instance(config=self.config)
+
+    @property
+    def allocation(self) -> Allocation | None:
+        """The slice this server holds now, if any."""
+        return self._allocation
+
+    async def decide_slice(self, profile: dict | None) -> SliceDecision:
+        try:
+            if self.slice_policy is not None:
+                return await maybe_future(self.slice_policy(self, profile))
+            return decision_from_profile(profile)
+        except (PermissionError, ValueError) as err:  # bad input from the profile or policy
+            raise SliceRefused(str(err)) from None
+
+    async def reserve_slice(self, profile: dict | None) -> Allocation | None:
+        """Reserve the slice of this spawn (None for CPU-only profiles)."""
+        self.release_slice("a new start")  # never hold two slices for one server
+        decision = await self.decide_slice(profile)
+        if decision.request is None:
+            self.slice_message = "No GPU: this profile runs on CPU only"
+            return None
+        owner = Owner("notebook", self.user.name, decision.project, self.name or "")
+        try:
+            allocation = await self.slice_manager.reserve(decision.request, owner)
+        except AllocationRefused as err:
+            raise SliceRefused(f"No GPU slice available: {err.reason}") from None
+        except InvalidFieldError as err:
+            raise SliceRefused(f"This profile cannot start: {err}") from None
+        self._allocation = allocation
+        self.slice_message = f"Reserved {allocation.describe()}"
+        self.log.info("%s for %s", self.slice_message, self._log_name)
+        return allocation
+
+    def commit_slice(self) -> None:
+        if self._allocation is not None:
+            self.slice_manager.commit(self._allocation.id)
+
+    def release_slice(self, why: str) -> None:
+        """Give the slice back: the live one, or the one saved in state before a restart."""
+        if self._allocation is not None:
+            allocation_id: str | None = self._allocation.id
+        else:
+            allocation_id = (self._saved_slice or {}).get(keys.ANN_ALLOCATION)
+        self._allocation = None
+        self._saved_slice = None
+        if allocation_id and self.slice_manager.release(allocation_id):
+            self.log.info("Released GPU slice %s of %s (%s)", allocation_id, self._log_name, why)
+
+    def slice_state(self, state: dict[str, Any]) -> dict[str, Any]:
+        if self._allocation is not None:
+            state[STATE_KEY] = to_annotations(self._allocation)
+        elif self._saved_slice:
+            state[STATE_KEY] = dict(self._saved_slice)
+        return state
+
+    def load_slice_state(self, state: dict[str, Any]) -> None:
+        saved = state.get(STATE_KEY)
+        self._saved_slice = dict(saved) if isinstance(saved, dict) else None
+
+    async def restore_slice(self) -> None:
+        """Re-hold the slice saved in state (the single-machine hub after a restart)."""
+        if self._saved_slice and self._allocation is None:
+            self._allocation = await self.slice_manager.adopt(self._saved_slice)
+        self._saved_slice = None
+
+    def progress_event(self) -> dict[str, Any] | None:
+        if not self.slice_message:
+            return None
+        return {"progress": 5, "message": self.slice_message}
