@@ -126,5 +126,11 @@ def _pin_to_node(pod: V1Pod, node: str) -> None:
             node_selector_terms=[V1NodeSelectorTerm(match_expressions=[requirement])]
         )
         return
-    for term in required.node_selector_terms:
-        term.match_expressions = [*(term.match_expressions or []), requirement]
+    # Profile overrides may hold terms as plain dicts (KubeSpawner passes them through).
+    terms = [get_k8s_model(V1NodeSelectorTerm, t) for t in required.node_selector_terms]
+    for term in terms:
+        expressions = [
+            get_k8s_model(V1NodeSelectorRequirement, e) for e in term.match_expressions or []
+        ]
+        term.match_expressions = [*expressions, requirement]
+    required.node_selector_terms = terms

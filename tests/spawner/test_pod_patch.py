@@ -1,0 +1,141 @@
+"""The slice written into a pod: fractional, whole-GPU and CPU-only, validated against the
+official Kubernetes schema."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from kubespawner.objects import make_pod
+
+from gpu_fraction import keys
+from gpu_fraction.allocator import Allocator
+from gpu_fraction.annotations import from_annotations
+from gpu_fraction.enforcement import STARTUP_MOUNT_PATH, MpsSettings
+from gpu_fraction.model import GPU, Owner, SliceRequest
+from spawner.pod_patch import SliceSettings, apply_slice
+
+K8S_VERSION = "1.33"
+GPUS = [
+    GPU(
+        "gpu-07",
+        i,
+        f"GPU-3f2a{i}bc0-0000-0000-0000-00000000000{i}",
+        "NVIDIA GeForce RTX 3090",
+        24576,
+        "RTX3090",
+    )
+    for i in range(4)
+]
+OWNER = Owner("notebook", "alice", "cs101", "")
+
+
+def pod_for(**kwargs):
+    return make_pod(
+        name="jupyter-alice",
+        cmd=["jupyterhub-singleuser"],
+        port=8888,
+        image="quay.io/jupyter/pytorch-notebook:latest",
+        labels={"component": "singleuser-server"},
+        annotations={"hub.jupyter.org/username": "alice"},
+        env={"JUPYTERHUB_USER": "alice", "NVIDIA_VISIBLE_DEVICES": "all"},
+        **kwargs,
+    )
+
+
+async def validate(pod) -> dict:
+    """Serialise as the client sends it, check it against the official schema, return it."""
+    async with ApiClient() as client:
+        body = client.sanitize_for_serialization(pod)
+    # The API server takes apiVersion/kind from the URL when a create body omits them.
+    body = {"apiVersion": "v1", "kind": "Pod", **body}
+    kubernetes_validate.validate(body, K8S_VERSION, strict=True)
+    return body
+
+
+def env_of(pod) -> dict[str, str]:
+    return {e.name: e.value for e in pod.spec.containers[0].env}
+
+
+def reserve(fraction) -> object:
+    return Allocator(GPUS).reserve(SliceRequest("RTX3090", fraction), OWNER)
+
+
+async def test_fractional_slice_pod():
+    allocation = reserve("1/4")
+    pod = apply_slice(
+        pod_for(extra_resource_limits={"nvidia.com/gpu": "1"}),
+        allocation,
+        SliceSettings(runtime_class_name="nvidia", startup_configmap="ai-console-startup"),
+    )
+    env = env_of(pod)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == allocation.gpu_uuids[0]  # the profile's "all" lost
+    assert env["CUDA_VISIBLE_DEVICES"] == "0"
+    assert env[keys.ENV_GPU_MEMORY_MIB] == "6144"
+    assert env["PYTHONPATH"] == STARTUP_MOUNT_PATH
+    assert "CUDA_MPS_PIPE_DIRECTORY" not in env
+    # The device plugin is not asked for a GPU the allocator hands out.
+    assert "nvidia.com/gpu" not in (pod.spec.containers[0].resources.limits or {})
+    assert pod.spec.runtime_class_name == "nvidia"
+    term = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    [only] = term.node_selector_terms
+    assert [(e.key, e.values) for e in only.match_expressions] == [
+        ("kubernetes.io/hostname", ["gpu-07"])
+    ]
+    assert pod.metadata.labels["ai-console/slice"] == "true"
+    assert pod.metadata.annotations["hub.jupyter.org/username"] == "alice"
+    assert from_annotations(pod.metadata.annotations, Allocator(GPUS).gpu_by_uuid) == allocation
+    mounts = {m.mount_path for m in pod.spec.containers[0].volume_mounts}
+    assert STARTUP_MOUNT_PATH in mounts
+    await validate(pod)
+
+
+async def test_mps_node_gets_mps_caps_and_mounts():
+    allocation = reserve("1/2")
+    pod = apply_slice(pod_for(), allocation, SliceSettings(mps=MpsSettings()))
+    env = env_of(pod)
+    assert env["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=12288M"
+    assert env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "100"
+    assert env["CUDA_MPS_PIPE_DIRECTORY"] == "/tmp/nvidia-mps"
+    body = await validate(pod)
+    host_paths = {v["hostPath"]["path"] for v in body["spec"]["volumes"] if "hostPath" in v}
+    assert "/tmp/nvidia-mps" in host_paths
+
+
+async def test_whole_gpus_pod():
+    allocation = reserve(2)
+    pod = apply_slice(pod_for(), allocation, SliceSettings(startup_configmap="ai-console-startup"))
+    env = env_of(pod)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == ",".join(allocation.gpu_uuids)
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1"
+    assert keys.ENV_GPU_MEMORY_MIB not in env and "PYTHONPATH" not in env
+    assert pod.metadata.annotations[keys.ANN_FRACTION] == "2"
+    await validate(pod)
+
+
+async def test_cpu_only_pod_sees_no_gpu():
+    pod = apply_slice(pod_for(extra_resource_limits={"nvidia.com/gpu": "1"}), None, SliceSettings())
+    env = env_of(pod)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert pod.spec.affinity is None and pod.spec.runtime_class_name is None
+    assert "ai-console/slice" not in pod.metadata.labels
+    await validate(pod)
+
+
+async def test_node_pin_is_anded_into_existing_required_terms():
+    required = [
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["a"]}]},
+        {"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]},
+    ]
+    pod = apply_slice(pod_for(node_affinity_required=required), reserve("1/8"), SliceSettings())
+    terms = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    for term in terms.node_selector_terms:
+        keys_in_term = [e.key for e in term.match_expressions]
+        assert keys_in_term == ["zone", "kubernetes.io/hostname"]
+    await validate(pod)
+
+
+@pytest.mark.parametrize("runtime", [None, ""])
+async def test_no_runtime_class_when_disabled(runtime):
+    pod = apply_slice(pod_for(), reserve("1/4"), SliceSettings(runtime_class_name=runtime or None))
+    assert pod.spec.runtime_class_name is None
