@@ -277,9 +277,14 @@ class Allocation:
         """One line for progress messages: ``1/4 of RTX3090 GPU-3f2a... on node gpu-07``."""
         if self.is_whole:
             what = f"{self.fraction} x {self.gpu_type}"
-            where = ", ".join(u[:12] for u in self.gpu_uuids)
+            where = ", ".join(_short_uuid(u) for u in self.gpu_uuids)
         else:
             what = f"{self.fraction} of {self.gpu_type}"
-            where = self.gpu_uuids[0][:12]
+            where = _short_uuid(self.gpu_uuids[0])
         suffix = " (simulated)" if self.simulated else ""
         return f"{what} {where} on node {self.node}{suffix}"
+
+
+def _short_uuid(uuid: str) -> str:
+    """``GPU-3f2a1b2c...`` for NVIDIA's long UUIDs; short identifiers stay whole."""
+    return uuid if len(uuid) <= 16 else uuid[:12] + "..."

@@ -11,6 +11,8 @@ import sys
 USAGE = """usage: ai-console <command> [options]
 
 commands:
+  up       run the hub on this machine: local servers on GPU slices, SQLite
+           (ai-console up --help)
   agent    run the node agent: GPU metrics, process-to-pod mapping, over-limit policy
            (ai-console agent --help)
 """
@@ -22,6 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         print(USAGE, end="")
         return 0
     command, rest = args[0], args[1:]
+    if command == "up":
+        from .up import main as up_main
+
+        return up_main(rest)
     if command == "agent":
         from gpu_fraction.agent.main import main as agent_main
 

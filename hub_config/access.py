@@ -1,0 +1,260 @@
+"""Who may use what: pure functions over :class:`~hub_config.model.AiConsoleConfig`, no I/O.
+
+Membership rules (the same in the spawn form, at spawn time and in the jobs service):
+
+- A user is a member of a project if named in ``members.users``, if one of their JupyterHub
+  groups is in ``members.groups``, if they are in the hub group ``project-<slug>`` (so course
+  admins can add members at run time through JupyterHub), or if they are one of its ``admins``.
+- Platform admins are members of every project: they see every profile and may charge any
+  project, which lets them try what students get.
+- A profile without ``projects`` is offered to every logged-in user, member of a project or not.
+  A spawn of it is charged to one of the user's projects whose images include the profile's
+  image, when there is one; otherwise it is charged to no project, and no quota applies.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from .model import AiConsoleConfig, Profile, Project
+
+
+class SpawnRefused(Exception):
+    """A spawn is not allowed; ``reason`` is a sentence the user can act on."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+@dataclass(frozen=True)
+class SpawnDecision:
+    """What a spawn may run: the profile, and the project it is charged to (or none)."""
+
+    profile: Profile
+    project: Project | None
+
+
+def is_platform_admin(config: AiConsoleConfig, user: str) -> bool:
+    return user in config.platform_admins
+
+
+def is_member(config: AiConsoleConfig, project: Project, user: str, groups: Iterable[str]) -> bool:
+    """Membership of one project, by the rules in the module docstring."""
+    groups = set(groups)
+    return (
+        user in config.platform_admins
+        or user in project.member_users
+        or user in project.admins
+        or project.group in groups
+        or not groups.isdisjoint(project.member_groups)
+    )
+
+
+def projects_of(config: AiConsoleConfig, user: str, groups: Iterable[str]) -> list[Project]:
+    """The user's projects, in file order."""
+    groups = set(groups)
+    return [p for p in config.projects.values() if is_member(config, p, user, groups)]
+
+
+def projects_administered_by(config: AiConsoleConfig, user: str) -> list[Project]:
+    """Projects whose members' servers and jobs the user may see and manage."""
+    if is_platform_admin(config, user):
+        return list(config.projects.values())
+    return [p for p in config.projects.values() if user in p.admins]
+
+
+def may_use(config: AiConsoleConfig, profile: Profile, user: str, groups: Iterable[str]) -> bool:
+    """Whether the profile is offered to the user at all."""
+    if profile.projects is None or is_platform_admin(config, user):
+        return True
+    mine = {p.slug for p in projects_of(config, user, groups)}
+    return not mine.isdisjoint(profile.projects)
+
+
+def profiles_for(config: AiConsoleConfig, user: str, groups: Iterable[str]) -> list[Profile]:
+    """The profiles the user's spawn form shows, in file order."""
+    groups = set(groups)
+    return [p for p in config.profiles if may_use(config, p, user, groups)]
+
+
+def projects_for_profile(
+    config: AiConsoleConfig, profile: Profile, user: str, groups: Iterable[str]
+) -> list[Project]:
+    """The user's projects a spawn of this profile may be charged to."""
+    return [
+        project
+        for project in projects_of(config, user, groups)
+        if (profile.projects is None or project.slug in profile.projects)
+        and project.allows_image(profile.image.key)
+    ]
+
+
+def kubespawner_profile_list(
+    profiles: Iterable[Profile], capacity: Mapping[str, Mapping[Fraction, int]] | None = None
+) -> list[dict[str, Any]]:
+    """KubeSpawner ``profile_list`` entries for these profiles.
+
+    ``capacity`` maps GPU type -> slice size -> how many such slices could start now; when
+    given, each GPU profile's description ends with "· 3 free now" or "· none free now". Our own
+    data sits under ``ai_console`` (KubeSpawner ignores unknown keys), so the spawner can find
+    the slice without parsing text. Every entry is a fresh deep copy: KubeSpawner merges into
+    override dicts.
+    """
+    entries = []
+    for profile in profiles:
+        override: dict[str, Any] = {"image": profile.image.image}
+        for setting in ("cpu_guarantee", "cpu_limit", "mem_guarantee", "mem_limit"):
+            value = getattr(profile, setting)
+            if value is not None:
+                override[setting] = value
+        override.update(copy.deepcopy(profile.kubespawner_override))
+        ours: dict[str, Any] = {
+            "image": profile.image.key,
+            "projects": list(profile.projects) if profile.projects is not None else None,
+            "gpu": profile.gpu.as_dict() if profile.gpu else None,
+        }
+        description = profile.description
+        if capacity is not None and profile.gpu is not None:
+            free = capacity.get(profile.gpu.gpu_type, {}).get(profile.gpu.fraction, 0)
+            ours["free_now"] = free
+            note = f"{free} free now" if free else "none free now"
+            description = f"{description} · {note}" if description else note
+        entries.append(
+            {
+                "display_name": profile.display_name,
+                "slug": profile.slug,
+                "description": description,
+                "default": profile.default,
+                "kubespawner_override": override,
+                "profile_options": copy.deepcopy(profile.profile_options),
+                "ai_console": ours,
+            }
+        )
+    return entries
+
+
+def check_spawn(
+    config: AiConsoleConfig,
+    user: str,
+    groups: Iterable[str],
+    profile_slug: str | None,
+    project_slug: str | None,
+    in_use: Callable[[str], Fraction],
+) -> SpawnDecision:
+    """The hub's check at spawn time, whatever ``user_options`` say.
+
+    ``profile_slug`` of ``None`` means the user's default profile, as KubeSpawner picks it.
+    ``in_use(project_slug)`` is the sum of slice sizes the project holds now, notebooks and
+    jobs together. Raises :class:`SpawnRefused` with a sentence the user can act on.
+    """
+    # user_options can arrive as any JSON through the REST API, so check the types too.
+    for name, value in (("profile", profile_slug), ("project", project_slug)):
+        if value is not None and not isinstance(value, str):
+            raise SpawnRefused(f"The {name} must be given by its name, not {value!r}.")
+    groups = set(groups)
+    visible = profiles_for(config, user, groups)
+    profile = _pick_profile(config, visible, profile_slug)
+    project = _pick_project(config, profile, user, groups, project_slug)
+    if project is not None and profile.gpu is not None and project.gpu_quota is not None:
+        used = in_use(project.slug)
+        used = Fraction(used).limit_denominator(1000) if isinstance(used, float) else used
+        _check_quota(project, profile, Fraction(used))
+    return SpawnDecision(profile=profile, project=project)
+
+
+def _pick_profile(config: AiConsoleConfig, visible: list[Profile], slug: str | None) -> Profile:
+    if not slug:
+        if not visible:
+            raise SpawnRefused(
+                "No profile is offered to you yet; ask your course admin to add you to a project."
+            )
+        return next((p for p in visible if p.default), visible[0])
+    profile = config.profile(slug)
+    if profile is None:
+        raise SpawnRefused(
+            f"There is no profile {slug!r}; pick one of the profiles offered in the spawn form."
+        )
+    if profile not in visible:
+        owners = ", ".join(profile.projects or ())
+        raise SpawnRefused(
+            f"Profile {profile.display_name!r} is only for members of {owners}; pick another "
+            "profile, or ask the project's course admin to add you."
+        )
+    return profile
+
+
+def _pick_project(
+    config: AiConsoleConfig, profile: Profile, user: str, groups: set[str], slug: str | None
+) -> Project | None:
+    fits = projects_for_profile(config, profile, user, groups)
+    if slug:
+        mine = projects_of(config, user, groups)
+        project = config.project(slug)
+        if project is None or project not in mine:
+            names = ", ".join(p.slug for p in mine)
+            choice = f"pick one of your projects: {names}" if names else "leave the project empty"
+            raise SpawnRefused(f"You are not a member of project {slug!r}; {choice}.")
+        if project not in fits:
+            if profile.projects is not None and slug not in profile.projects:
+                why = f"is not offered to project {slug}"
+            else:
+                why = f"uses image {profile.image.key}, which project {slug} does not allow"
+            others = ", ".join(p.slug for p in fits)
+            hint = f"charge it to {others} instead" if others else "pick another profile"
+            raise SpawnRefused(f"Profile {profile.display_name!r} {why}; {hint}.")
+        return project
+    if len(fits) == 1:
+        return fits[0]
+    if not fits:
+        if profile.projects is not None:  # defensive: the loader makes this unreachable
+            raise SpawnRefused(
+                f"Profile {profile.display_name!r} fits none of your projects; pick another "
+                "profile."
+            )
+        return None
+    default = config.settings.default_project
+    chosen = next((p for p in fits if p.slug == default), None)
+    if chosen is None:
+        names = ", ".join(p.slug for p in fits)
+        raise SpawnRefused(
+            f"Profile {profile.display_name!r} can be charged to several of your projects "
+            f"({names}); choose the project in the spawn form."
+        )
+    return chosen
+
+
+def _check_quota(project: Project, profile: Profile, used: Fraction) -> None:
+    quota = project.gpu_quota
+    assert quota is not None
+    need = profile.fraction
+    if used + need <= quota:
+        return
+    advice = "stop a server or job, or ask your course admin for more quota."
+    if quota == 0:
+        raise SpawnRefused(
+            f"Project {project.slug} has no GPU quota; pick a CPU-only profile, or ask your "
+            "course admin for GPU quota."
+        )
+    if used >= quota:
+        raise SpawnRefused(
+            f"Project {project.slug} already uses {gpus(used)} of its {gpus(quota)} GPUs; {advice}"
+        )
+    raise SpawnRefused(
+        f"Project {project.slug} already uses {gpus(used)} of its {gpus(quota)} GPUs and "
+        f"{profile.display_name!r} needs {gpus(need)} more; pick a smaller profile, {advice}"
+    )
+
+
+def gpus(amount: Fraction) -> str:
+    """A GPU count for messages: ``2``, ``1/4``, ``1.75``."""
+    amount = Fraction(amount)
+    if amount.denominator == 1:
+        return str(amount.numerator)
+    if amount < 1:
+        return str(amount)
+    return f"{float(amount):.2f}".rstrip("0").rstrip(".")

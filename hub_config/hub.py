@@ -1,0 +1,146 @@
+"""Turn the admin's ``ai-console.yaml`` into JupyterHub configuration.
+
+``jupyterhub_config.py`` calls :func:`configure`. Everything the YAML decides flows from here:
+the spawner and its profiles (each user sees only those of their projects), the hub-side
+check of project membership and GPU quota at spawn time, JupyterHub groups, custom scopes and
+roles, and the allocation API.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from spawner.allocation_api import handlers as allocation_handlers
+from spawner.manager import GPUSliceManager
+from spawner.slices import SliceDecision, SliceRefused
+
+from . import settings_env
+from .access import SpawnRefused, check_spawn, kubespawner_profile_list, profiles_for
+from .loader import ConfigError, load_config
+from .model import AiConsoleConfig
+from .roles import custom_scopes, jupyterhub_groups, load_roles, server_token_scopes
+
+EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ai-console.yaml"
+MODES = ("kubernetes", "local")
+
+
+def _groups_of(spawner: Any) -> list[str]:
+    return [group.name for group in spawner.user.groups]
+
+
+def make_profile_list(config: AiConsoleConfig):
+    """The spawner's profile_list: this user's profiles, with how many slices are free now."""
+
+    async def profile_list(spawner: Any) -> list[dict]:
+        profiles = profiles_for(config, spawner.user.name, _groups_of(spawner))
+        capacity = await GPUSliceManager.instance(config=spawner.config).capacity()
+        return kubespawner_profile_list(profiles, capacity)
+
+    return profile_list
+
+
+def make_slice_policy(config: AiConsoleConfig):
+    """The spawner's slice_policy: membership, image and quota checked on the hub side."""
+
+    def slice_policy(spawner: Any, profile: dict | None) -> SliceDecision:
+        manager = GPUSliceManager.instance(config=spawner.config)
+        try:
+            decision = check_spawn(
+                config,
+                spawner.user.name,
+                _groups_of(spawner),
+                (profile or {}).get("slug") or spawner.user_options.get("profile"),
+                spawner.user_options.get("project"),
+                manager.in_use_by_project,
+            )
+        except SpawnRefused as err:
+            raise SliceRefused(err.reason) from None
+        project = decision.project.slug if decision.project else ""
+        gpu = decision.profile.gpu
+        if gpu is None:
+            return SliceDecision(None, project)
+        # The pod's own CPU/memory requests, so a pod pinned to a node always fits there.
+        cpu = int((getattr(spawner, "cpu_guarantee", None) or 0) * 1000)
+        memory = int(getattr(spawner, "mem_guarantee", None) or 0) // (1 << 20)
+        return SliceDecision(gpu.slice_request(cpu_millis=cpu, host_memory_mib=memory), project)
+
+    return slice_policy
+
+
+def config_users(config: AiConsoleConfig) -> set[str]:
+    """Every user name the YAML mentions (members, course admins, platform admins)."""
+    users = set(config.platform_admins)
+    for project in config.projects.values():
+        users |= set(project.member_users) | set(project.admins)
+    return users
+
+
+def configure(c: Any, mode: str | None = None, config_path: str | None = None) -> AiConsoleConfig:
+    """Fill the JupyterHub config object ``c`` from the admin's YAML."""
+    env = os.environ
+    mode = mode or env.get(settings_env.MODE) or "kubernetes"
+    if mode not in MODES:
+        sys.exit(f"{settings_env.MODE}={mode!r}: must be one of {', '.join(MODES)}")
+    path = config_path or env.get(settings_env.CONFIG) or str(EXAMPLE_CONFIG)
+    try:
+        config = load_config(path)
+    except ConfigError as err:
+        # A clean message naming the file and field, not a traceback, and the hub does not start.
+        sys.exit(str(err))
+
+    c.GPUSliceManager.policy = config.settings.allocator_policy
+    profile_list = make_profile_list(config)
+    slice_policy = make_slice_policy(config)
+    if mode == "local":
+        _configure_local(c, config)
+        c.LocalGPUSpawner.profile_list = profile_list
+        c.LocalGPUSpawner.slice_policy = slice_policy
+    else:
+        c.JupyterHub.spawner_class = "ai-console"
+        c.GPUSliceManager.inventory_source = "kubernetes"
+        c.KubeSpawner.profile_list = profile_list
+        c.FractionalGPUKubeSpawner.slice_policy = slice_policy
+
+    # The jobs service joins with the jobs issue; until then no role may name it.
+    jobs_service = None
+    c.JupyterHub.load_groups = jupyterhub_groups(config)
+    c.JupyterHub.custom_scopes = custom_scopes()
+    c.JupyterHub.load_roles = load_roles(config, jobs_service)
+    c.Spawner.server_token_scopes = server_token_scopes(jobs_service)
+    # The hub's own API handler for GPU slices (JupyterHub warns that extra handlers are
+    # deprecated in favour of services; this one must share the hub's allocator, so it stays).
+    c.JupyterHub.extra_handlers = list(allocation_handlers)
+    return config
+
+
+def _configure_local(c: Any, config: AiConsoleConfig) -> None:
+    env = os.environ
+    data_dir = Path(env.get(settings_env.DATA_DIR) or ".").resolve()
+    c.JupyterHub.spawner_class = "ai-console-local"
+    simulate = env.get(settings_env.SIMULATE_GPUS, "")
+    c.GPUSliceManager.inventory_source = "simulated" if simulate else "nvml"
+    if simulate:
+        c.GPUSliceManager.simulated_gpus = simulate
+    c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
+    c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
+    proxy = env.get(settings_env.PROXY)
+    if proxy:
+        c.ConfigurableHTTPProxy.command = [proxy]
+    c.JupyterHub.authenticator_class = "shared-password"
+    if env.get(settings_env.PASSWORD):
+        c.SharedPasswordAuthenticator.user_password = env[settings_env.PASSWORD]
+    if env.get(settings_env.ADMIN_PASSWORD):
+        c.SharedPasswordAuthenticator.admin_password = env[settings_env.ADMIN_PASSWORD]
+    c.Authenticator.allowed_users = config_users(config)
+    # The shared-password authenticator lets only admin_users log in with the admin password.
+    c.Authenticator.admin_users = set(config.platform_admins)
+    c.Spawner.default_url = "/lab"
+    # The hub's own interpreter, whether or not its bin folder is on PATH.
+    c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        # jupyter_server refuses to run as root without it, and the hub would only time out.
+        c.Spawner.args = ["--allow-root"]

@@ -1,0 +1,378 @@
+"""Read ``ai-console.yaml``: YAML, then the schema, then the checks between sections.
+
+Every problem in the file is collected and reported at once, one line each, as
+``<file>: <field path>: <what is wrong and what is allowed>``, so an admin fixes the file in one
+pass instead of one error per reload.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from gpu_fraction.enforcement import (
+    ENV_CUDA_VISIBLE_DEVICES,
+    ENV_MPS_PINNED_MEM_LIMIT,
+    ENV_MPS_PIPE_DIRECTORY,
+    ENV_MPS_THREAD_PERCENTAGE,
+    ENV_NVIDIA_VISIBLE_DEVICES,
+)
+from gpu_fraction.errors import InvalidRequestError
+from gpu_fraction.model import check_gpu_type, parse_fraction
+
+from .model import (
+    AiConsoleConfig,
+    GpuBlock,
+    build_config,
+    derive_slug,
+    memory_bytes,
+    parse_quota,
+    show,
+)
+from .schema import SLUG_ALLOWED, schema_errors
+
+FieldPath = tuple[Any, ...]
+EXAMPLE = Path(__file__).parent / "examples" / "ai-console.yaml"
+
+#: Environment variables the spawner sets from the allocation; an override must not replace them.
+FORBIDDEN_ENV = (
+    ENV_NVIDIA_VISIBLE_DEVICES,
+    ENV_CUDA_VISIBLE_DEVICES,
+    ENV_MPS_PINNED_MEM_LIMIT,
+    ENV_MPS_THREAD_PERCENTAGE,
+    ENV_MPS_PIPE_DIRECTORY,
+)
+_PLACEMENT_KEYS = ("node_selector", "node_affinity_required")
+_RESOURCE_KEYS = ("extra_resource_limits", "extra_resource_guarantees")
+#: Profile blocks that set KubeSpawner settings; the override must not set them a second time.
+_BLOCK_SETTINGS = {
+    ("cpu", "guarantee"): "cpu_guarantee",
+    ("cpu", "limit"): "cpu_limit",
+    ("memory", "guarantee"): "mem_guarantee",
+    ("memory", "limit"): "mem_limit",
+}
+_FRACTION_ALLOWED = "expected a fraction like 1/4 or 0.25, or a whole number 1..8"
+_TOP_ORDER = {"platform_admins": 0, "settings": 1, "images": 2, "projects": 3, "profiles": 4}
+_PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One mistake: where it is (a field path) and what is wrong."""
+
+    path: FieldPath
+    message: str
+
+    def __str__(self) -> str:
+        where = format_path(self.path)
+        return f"{where}: {self.message}" if where else self.message
+
+
+class ConfigError(ValueError):
+    """``ai-console.yaml`` cannot be used; the message lists every problem, one per line."""
+
+    def __init__(self, source: str, problems: Iterable[Problem]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        super().__init__("\n".join(f"{source}: {problem}" for problem in self.problems))
+
+    @classmethod
+    def about_file(cls, source: str, message: str) -> ConfigError:
+        """A problem with the file as a whole (missing, empty, not YAML)."""
+        return cls(source, [Problem((), message)])
+
+
+class _Problems(list):
+    def add(self, path: FieldPath, message: str) -> None:
+        self.append(Problem(tuple(path), message))
+
+
+def format_path(path: FieldPath) -> str:
+    """``("profiles", 2, "gpu", "fraction")`` -> ``profiles[2].gpu.fraction``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int) and not isinstance(part, bool):
+            text += f"[{part}]"
+        elif isinstance(part, str) and _PLAIN_KEY.match(part):
+            text += f".{part}" if text else part
+        else:
+            text += f'["{part}"]' if isinstance(part, str) else f"[{part!r}]"
+    return text
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys, which PyYAML would silently merge."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) or key is None:
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None,
+                        None,
+                        f"duplicate key {key!r}; each key may appear once here",
+                        key_node.start_mark,
+                    )
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
+)
+
+
+def load_config(path: str | Path) -> AiConsoleConfig:
+    """Read and check the admin file; raises :class:`ConfigError` listing every problem."""
+    source = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError.about_file(
+            source, f"file not found; create it (start from {EXAMPLE}) or fix the path"
+        ) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError.about_file(
+            source, f"cannot read the file ({err}); make it a readable UTF-8 text file"
+        ) from None
+    try:
+        data = yaml.load(text, Loader=_StrictLoader)
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        reason = err.problem or err.context or "invalid YAML"
+        raise ConfigError.about_file(
+            source, f"{where}YAML syntax error: {reason}; check the indentation and quoting there"
+        ) from None
+    except yaml.YAMLError as err:
+        raise ConfigError.about_file(source, f"YAML syntax error: {err}") from None
+    return parse_config(data, source)
+
+
+def parse_config(data: Any, source: str = "ai-console.yaml") -> AiConsoleConfig:
+    """Check parsed YAML and build the model; raises :class:`ConfigError` listing every problem."""
+    if data is None:
+        raise ConfigError.about_file(
+            source, f"the file is empty; describe images, projects and profiles (see {EXAMPLE})"
+        )
+    if not isinstance(data, dict):
+        raise ConfigError.about_file(
+            source,
+            "the top level must be a mapping with keys platform_admins, settings, images, "
+            f"projects and profiles, got {type(data).__name__}",
+        )
+    found = [Problem(path, message) for path, message in schema_errors(data)]
+    problems = list(dict.fromkeys(found + _semantic_problems(data)))
+    if problems:
+        problems.sort(key=lambda p: _sort_key(p.path))
+        raise ConfigError(source, problems)
+    return build_config(data, source)
+
+
+def _sort_key(path: FieldPath) -> tuple:
+    """File order: top-level sections as the example lists them, list items by index."""
+    head = _TOP_ORDER.get(str(path[0]), 9) if path else -1
+    return (head, *((0, p, "") if isinstance(p, int) else (1, 0, str(p)) for p in path[1:]))
+
+
+# --- checks between sections ----------------------------------------------------------------
+# They read the raw data defensively: a value of the wrong type has already been reported by
+# the schema, and is skipped here rather than reported twice.
+
+
+def _dict(value: Any) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _names(mapping: Mapping) -> str:
+    return ", ".join(map(str, mapping)) or "none defined"
+
+
+def _semantic_problems(data: dict) -> list[Problem]:
+    images, projects = _dict(data.get("images")), _dict(data.get("projects"))
+    problems = _Problems()
+    for slug, project in projects.items():
+        project = _dict(project)
+        if project.get("gpu_quota") is not None:
+            try:
+                parse_quota(project["gpu_quota"])
+            except ValueError as err:
+                problems.add(("projects", slug, "gpu_quota"), str(err))
+        for i, key in enumerate(_list(project.get("images"))):
+            if isinstance(key, str) and key not in images:
+                problems.add(
+                    ("projects", slug, "images", i),
+                    f"unknown image {key!r}; defined images: {_names(images)}",
+                )
+    default_project = _dict(data.get("settings")).get("default_project")
+    if isinstance(default_project, str) and default_project not in projects:
+        problems.add(("settings", "default_project"), _unknown_project(default_project, projects))
+    slugs: dict[str, int] = {}
+    first_default: int | None = None
+    for i, profile in enumerate(_list(data.get("profiles"))):
+        if not isinstance(profile, dict):
+            continue
+        where = ("profiles", i)
+        slug = profile.get("slug")
+        if slug is None and isinstance(profile.get("display_name"), str):
+            slug = derive_slug(profile["display_name"])
+            if not slug:
+                problems.add(
+                    (*where, "display_name"),
+                    f"cannot derive a slug from this name; add slug: with {SLUG_ALLOWED}",
+                )
+        if isinstance(slug, str) and slug in slugs:
+            derived = "" if "slug" in profile else " (derived from display_name)"
+            problems.add(
+                (*where, "slug"),
+                f"slug {slug!r}{derived} is already used by profiles[{slugs[slug]}]; "
+                "give each profile its own slug",
+            )
+        elif isinstance(slug, str) and slug:
+            slugs[slug] = i
+        if profile.get("default") is True:
+            if first_default is not None:
+                problems.add(
+                    (*where, "default"),
+                    f"profiles[{first_default}] is already the default; only one profile "
+                    "may be default",
+                )
+            first_default = i if first_default is None else first_default
+        _profile_problems(problems, profile, where, images, projects)
+    return problems
+
+
+def _unknown_project(slug: str, projects: Mapping) -> str:
+    return f"unknown project {slug!r}; defined projects: {_names(projects)}"
+
+
+def _profile_problems(
+    problems: _Problems, profile: dict, where: FieldPath, images: dict, projects: dict
+) -> None:
+    image = profile.get("image")
+    if isinstance(image, str) and image not in images:
+        problems.add(
+            (*where, "image"), f"unknown image {image!r}; defined images: {_names(images)}"
+        )
+    for k, slug in enumerate(_list(profile.get("projects"))):
+        if not isinstance(slug, str):
+            continue
+        if slug not in projects:
+            problems.add((*where, "projects", k), _unknown_project(slug, projects))
+            continue
+        allowed = _dict(projects[slug]).get("images")
+        if image in images and isinstance(allowed, list) and image not in allowed:
+            problems.add(
+                (*where, "projects", k),
+                f"project {slug} does not allow image {image!r} (its images: "
+                f"{', '.join(map(str, allowed)) or 'none'}); add {image} to "
+                f"projects.{slug}.images or remove {slug} from this profile",
+            )
+    if isinstance(profile.get("gpu"), dict):
+        _gpu_problems(problems, profile["gpu"], (*where, "gpu"))
+    for block, size in (("cpu", float), ("memory", memory_bytes)):
+        pair = _dict(profile.get(block))
+        low, high = pair.get("guarantee"), pair.get("limit")
+        try:
+            if low is not None and high is not None and size(low) > size(high):
+                problems.add(
+                    (*where, block, "guarantee"),
+                    f"the guarantee {low} is above the limit {high}; lower the guarantee "
+                    "or raise the limit",
+                )
+        except (TypeError, ValueError):
+            pass  # the schema has reported the malformed value
+    override = profile.get("kubespawner_override")
+    if isinstance(override, dict):
+        problems.extend(override_problems(override, (*where, "kubespawner_override")))
+        for (block, key), setting in _BLOCK_SETTINGS.items():
+            if key in _dict(profile.get(block)) and setting in override:
+                problems.add(
+                    (*where, "kubespawner_override", setting),
+                    f"also set by {block}.{key}; keep only {block}.{key}",
+                )
+    # Choices of profile_options carry overrides too, and could undo the slice the same way.
+    for name, option in _dict(profile.get("profile_options")).items():
+        option_path = (*where, "profile_options", name)
+        for key, choice in _dict(_dict(option).get("choices")).items():
+            choice_override = _dict(choice).get("kubespawner_override")
+            if isinstance(choice_override, dict):
+                path = (*option_path, "choices", key, "kubespawner_override")
+                problems.extend(override_problems(choice_override, path))
+        unlisted = _dict(_dict(option).get("unlisted_choice")).get("kubespawner_override")
+        if isinstance(unlisted, dict):
+            path = (*option_path, "unlisted_choice", "kubespawner_override")
+            problems.extend(override_problems(unlisted, path))
+
+
+def _gpu_problems(problems: _Problems, gpu: dict, where: FieldPath) -> None:
+    fraction, gpu_type = gpu.get("fraction"), gpu.get("type")
+    ok = True
+    if isinstance(fraction, (int, float, str)) and not isinstance(fraction, bool):
+        try:
+            fraction = parse_fraction(fraction)
+        except InvalidRequestError:
+            problems.add((*where, "fraction"), f"{_FRACTION_ALLOWED}, got {show(fraction)}")
+            ok = False
+    if isinstance(gpu_type, str):
+        try:
+            check_gpu_type(gpu_type)
+        except InvalidRequestError as err:
+            problems.add((*where, "type"), err.message)
+            ok = False
+    numbers = {k: gpu.get(k) for k in ("compute_min", "compute_max", "memory_mib")}
+    if not (ok and isinstance(fraction, Fraction) and isinstance(gpu_type, str)) or any(
+        v is not None and (isinstance(v, bool) or not isinstance(v, int)) for v in numbers.values()
+    ):
+        return  # reported above or by the schema
+    try:
+        GpuBlock(fraction, gpu_type, **numbers).slice_request()
+    except InvalidRequestError as err:
+        # SliceRequest names its own fields; compute_min etc. are spelled the same here.
+        problems.add((*where, err.field), err.message)
+
+
+def override_problems(override: Mapping[str, Any], where: FieldPath) -> list[Problem]:
+    """Keys of a KubeSpawner override that would undo the GPU slice."""
+    problems = _Problems()
+    if "image" in override:
+        problems.add(
+            (*where, "image"),
+            "not allowed here; set the profile's image: to a key of images, so the "
+            "project's image rules apply",
+        )
+    for key in _PLACEMENT_KEYS:
+        if key in override:
+            problems.add(
+                (*where, key),
+                "not allowed here; the GPU allocator decides which node a server runs on "
+                "(choose the kind of GPU with gpu.type)",
+            )
+    for key in _RESOURCE_KEYS:
+        for resource in _dict(override.get(key)):
+            if str(resource).startswith("nvidia.com/"):
+                problems.add(
+                    (*where, key, resource),
+                    "not allowed here; GPUs come from the profile's gpu: block, which the "
+                    "allocator places and enforces",
+                )
+    for name in _dict(override.get("environment")):
+        if name in FORBIDDEN_ENV:
+            problems.add(
+                (*where, "environment", name),
+                "not allowed here; the spawner sets it from the GPU slice (forbidden: "
+                f"{', '.join(FORBIDDEN_ENV)})",
+            )
+    return problems

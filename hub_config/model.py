@@ -1,0 +1,283 @@
+"""What ``ai-console.yaml`` describes, as frozen dataclasses.
+
+Built by :mod:`hub_config.loader` after every check has passed, so code reading these objects
+can trust them: references resolve, fractions are exact, slugs are unique.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Literal
+
+from gpu_fraction.model import SliceRequest, parse_fraction
+
+ProjectKind = Literal["course", "lab"]
+
+#: JupyterHub group that mirrors a project's members (see :mod:`hub_config.roles`).
+PROJECT_GROUP_PREFIX = "project-"
+
+_MEMORY_RE = re.compile(r"^(?P<number>[0-9]+(?:\.[0-9]+)?)(?P<unit>[KMGT])i?$")
+_UNITS = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+QUOTA_ALLOWED = "expected a number of GPUs >= 0 like 2, 0.5 or 3/2, or null for unlimited"
+
+
+def show(value: Any) -> str:
+    """A value as error messages quote it, cut short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def project_group(slug: str) -> str:
+    """The JupyterHub group of a project: ``project-<slug>``."""
+    return f"{PROJECT_GROUP_PREFIX}{slug}"
+
+
+def memory_bytes(value: int | str) -> int:
+    """Bytes of a memory size as KubeSpawner reads it (``"2G"`` = 2 GiB, ``"2Gi"`` the same)."""
+    if isinstance(value, int):
+        return value
+    match = _MEMORY_RE.match(value)
+    if match is None:
+        raise ValueError(f"not a memory size: {value!r}")
+    return int(float(match["number"]) * _UNITS[match["unit"]])
+
+
+def kubespawner_memory(value: int | str) -> int | str:
+    """The spelling KubeSpawner's ByteSpecification accepts: ``"8Gi"`` becomes ``"8G"``."""
+    return value[:-1] if isinstance(value, str) and value.endswith("i") else value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Hub-wide settings (the ``settings:`` block)."""
+
+    allocator_policy: str = "binpack"
+    default_project: str | None = None
+
+
+@dataclass(frozen=True)
+class Image:
+    """One entry of the image marketplace."""
+
+    key: str
+    display_name: str
+    image: str
+    description: str = ""
+    tags: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Project:
+    """A course or lab. ``gpu_quota`` is a sum of slice sizes; ``None`` means unlimited.
+
+    ``images`` of ``None`` means every image is allowed.
+    """
+
+    slug: str
+    display_name: str
+    kind: ProjectKind = "course"
+    description: str = ""
+    member_users: frozenset[str] = frozenset()
+    member_groups: frozenset[str] = frozenset()
+    admins: frozenset[str] = frozenset()
+    gpu_quota: Fraction | None = None
+    images: tuple[str, ...] | None = None
+
+    @property
+    def group(self) -> str:
+        """The JupyterHub group mirroring this project's members."""
+        return project_group(self.slug)
+
+    def allows_image(self, image_key: str) -> bool:
+        return self.images is None or image_key in self.images
+
+
+@dataclass(frozen=True)
+class GpuBlock:
+    """A profile's GPU slice, as the admin wrote it (already validated)."""
+
+    fraction: Fraction
+    gpu_type: str
+    compute_min: int | None = None
+    compute_max: int | None = None
+    memory_mib: int | None = None
+
+    def slice_request(self, **pod_requests: Any) -> SliceRequest:
+        """The allocator's request for this slice.
+
+        ``pod_requests`` are the other :class:`SliceRequest` fields the caller knows
+        (``cpu_millis``, ``host_memory_mib``, ``node``, ``zone``).
+        """
+        return SliceRequest(
+            gpu_type=self.gpu_type,
+            fraction=self.fraction,
+            memory_mib=self.memory_mib,
+            compute_min=self.compute_min,
+            compute_max=100 if self.compute_max is None else self.compute_max,
+            **pod_requests,
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-safe form (``fraction`` as text like ``"1/4"``), for the spawner and the UI."""
+        data: dict[str, Any] = {"fraction": str(self.fraction), "type": self.gpu_type}
+        for name in ("compute_min", "compute_max", "memory_mib"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value
+        return data
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One choice of the spawn form.
+
+    ``projects`` of ``None`` means every logged-in user may use the profile.
+    ``kubespawner_override`` and ``profile_options`` are the admin's pass-through dicts; treat
+    them as read-only (copy before handing them to KubeSpawner, which merges into them).
+    """
+
+    slug: str
+    display_name: str
+    image: Image
+    description: str = ""
+    default: bool = False
+    projects: tuple[str, ...] | None = None
+    gpu: GpuBlock | None = None
+    cpu_guarantee: float | None = None
+    cpu_limit: float | None = None
+    mem_guarantee: int | str | None = None
+    mem_limit: int | str | None = None
+    kubespawner_override: dict[str, Any] = field(default_factory=dict, hash=False)
+    profile_options: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def fraction(self) -> Fraction:
+        """GPUs the profile holds while running (0 for CPU-only), what quotas count."""
+        return self.gpu.fraction if self.gpu else Fraction(0)
+
+    def slice_request(self, **extra: Any) -> SliceRequest | None:
+        """The allocator's request, with this profile's CPU and memory guarantees; ``None``
+        for a CPU-only profile."""
+        if self.gpu is None:
+            return None
+        pod: dict[str, Any] = {}
+        if self.cpu_guarantee is not None:
+            pod["cpu_millis"] = int(self.cpu_guarantee * 1000)
+        if self.mem_guarantee is not None:
+            pod["host_memory_mib"] = memory_bytes(self.mem_guarantee) >> 20
+        pod.update(extra)
+        return self.gpu.slice_request(**pod)
+
+
+@dataclass(frozen=True)
+class AiConsoleConfig:
+    """The whole admin file."""
+
+    platform_admins: frozenset[str] = frozenset()
+    settings: Settings = field(default_factory=Settings)
+    images: dict[str, Image] = field(default_factory=dict, hash=False)
+    projects: dict[str, Project] = field(default_factory=dict, hash=False)
+    profiles: tuple[Profile, ...] = ()
+    source: str = "ai-console.yaml"
+
+    def profile(self, slug: str) -> Profile | None:
+        return next((p for p in self.profiles if p.slug == slug), None)
+
+    def project(self, slug: str) -> Project | None:
+        return self.projects.get(slug)
+
+
+def parse_quota(value: Any) -> Fraction:
+    """A project's GPU quota: a number of GPUs >= 0 (``2``, ``0.5``, ``"3/2"``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{QUOTA_ALLOWED}, got {show(value)}")
+    try:
+        amount = Fraction(value.strip() if isinstance(value, str) else value)
+    except (ValueError, ZeroDivisionError, OverflowError):
+        raise ValueError(f"{QUOTA_ALLOWED}, got {show(value)}") from None
+    if isinstance(value, float) or (isinstance(value, str) and "." in value):
+        amount = amount.limit_denominator(1000)
+    if amount < 0:
+        raise ValueError(f"{QUOTA_ALLOWED}, got {show(value)}; use 0 for no GPUs")
+    return amount
+
+
+def derive_slug(display_name: str) -> str:
+    """A DNS-1123 label from a title: ``"PyTorch, 1/4 RTX 3090"`` -> ``pytorch-1-4-rtx-3090``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")
+    return slug[:63].rstrip("-")
+
+
+# --- building from checked data -----------------------------------------------------------
+
+
+def build_config(data: dict[str, Any], source: str = "ai-console.yaml") -> AiConsoleConfig:
+    """The model from parsed YAML that :func:`hub_config.loader.parse_config` has checked."""
+    images = {
+        key: Image(
+            key=key,
+            display_name=v["display_name"],
+            image=v["image"],
+            description=v.get("description", ""),
+            tags=tuple(v.get("tags", ())),
+        )
+        for key, v in data["images"].items()
+    }
+    projects = {}
+    for slug, v in (data.get("projects") or {}).items():
+        members = v.get("members") or {}
+        quota = v.get("gpu_quota")
+        projects[slug] = Project(
+            slug=slug,
+            display_name=v["display_name"],
+            kind=v.get("kind", "course"),
+            description=v.get("description", ""),
+            member_users=frozenset(members.get("users", ())),
+            member_groups=frozenset(members.get("groups", ())),
+            admins=frozenset(v.get("admins", ())),
+            gpu_quota=None if quota is None else parse_quota(quota),
+            images=tuple(v["images"]) if "images" in v else None,
+        )
+    settings = data.get("settings") or {}
+    return AiConsoleConfig(
+        platform_admins=frozenset(data.get("platform_admins") or ()),
+        settings=Settings(
+            allocator_policy=settings.get("allocator_policy", "binpack"),
+            default_project=settings.get("default_project"),
+        ),
+        images=images,
+        projects=projects,
+        profiles=tuple(_build_profile(v, images) for v in data["profiles"]),
+        source=source,
+    )
+
+
+def _build_profile(v: dict, images: dict[str, Image]) -> Profile:
+    gpu, cpu, memory = v.get("gpu"), v.get("cpu") or {}, v.get("memory") or {}
+    return Profile(
+        slug=v.get("slug") or derive_slug(v["display_name"]),
+        display_name=v["display_name"],
+        image=images[v["image"]],
+        description=v.get("description", ""),
+        default=bool(v.get("default", False)),
+        projects=tuple(v["projects"]) if "projects" in v else None,
+        gpu=None
+        if gpu is None
+        else GpuBlock(
+            fraction=parse_fraction(gpu["fraction"]),
+            gpu_type=gpu["type"],
+            compute_min=gpu.get("compute_min"),
+            compute_max=gpu.get("compute_max"),
+            memory_mib=gpu.get("memory_mib"),
+        ),
+        cpu_guarantee=None if cpu.get("guarantee") is None else float(cpu["guarantee"]),
+        cpu_limit=None if cpu.get("limit") is None else float(cpu["limit"]),
+        mem_guarantee=None
+        if memory.get("guarantee") is None
+        else kubespawner_memory(memory["guarantee"]),
+        mem_limit=None if memory.get("limit") is None else kubespawner_memory(memory["limit"]),
+        kubespawner_override=dict(v.get("kubespawner_override") or {}),
+        profile_options=dict(v.get("profile_options") or {}),
+    )

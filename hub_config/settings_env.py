@@ -1,0 +1,16 @@
+"""Environment variables through which ``ai-console up`` (or a Helm chart) tells
+``jupyterhub_config.py`` what to run. Each is optional; the defaults suit a Kubernetes hub."""
+
+#: "kubernetes" (FractionalGPUKubeSpawner, inventory from nodes) or "local" (LocalGPUSpawner).
+MODE = "AI_CONSOLE_MODE"
+#: Path of the admin's ai-console.yaml (default: the example shipped with the package).
+CONFIG = "AI_CONSOLE_CONFIG"
+#: Folder for the SQLite database and cookie secret (local mode).
+DATA_DIR = "AI_CONSOLE_DATA_DIR"
+#: configurable-http-proxy executable (local mode).
+PROXY = "AI_CONSOLE_PROXY"
+#: Shared password for users and the platform admins' password (local mode).
+PASSWORD = "AI_CONSOLE_PASSWORD"
+ADMIN_PASSWORD = "AI_CONSOLE_ADMIN_PASSWORD"
+#: Simulated GPU declaration (local mode), e.g. "RTX3090:24576x2"; empty: read NVML.
+SIMULATE_GPUS = "AI_CONSOLE_SIMULATE_GPUS"

@@ -1,0 +1,134 @@
+"""``ai-console up``: the whole hub on one machine (the embedded default).
+
+JupyterHub with the local GPU spawner, configurable-http-proxy, SQLite and the admin's
+``ai-console.yaml`` (the shipped example unless told otherwise), on 127.0.0.1:8000. GPUs come
+from NVML; ``--simulate-gpus`` declares simulated ones for trying profiles without a GPU.
+Logins use one generated shared password (printed at start) for users, and a second one for the
+platform admins named in the YAML.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+
+from gpu_fraction.errors import InventoryError
+from gpu_fraction.simulated import SIMULATED_SPEC_HELP, simulated
+
+from . import settings_env
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+HUB_CONFIG_FILE = PACKAGE_DIR / "jupyterhub_config.py"
+EXAMPLE_CONFIG = PACKAGE_DIR / "examples" / "ai-console.yaml"
+
+
+def find_proxy() -> str | None:
+    """configurable-http-proxy: $AI_CONSOLE_PROXY, then PATH, then node_modules up from here."""
+    explicit = os.environ.get(settings_env.PROXY)
+    if explicit:
+        return explicit
+    found = shutil.which("configurable-http-proxy")
+    if found:
+        return found
+    for folder in [Path.cwd(), *PACKAGE_DIR.parents]:
+        candidate = folder / "node_modules" / ".bin" / "configurable-http-proxy"
+        if candidate.exists():
+            return str(candidate)
+    return None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ai-console up",
+        description="Run the AI Console hub on this machine (local processes, SQLite).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--config",
+        default=str(EXAMPLE_CONFIG),
+        help="the admin's ai-console.yaml (courses, images, GPU profiles, roles)",
+    )
+    parser.add_argument("--ip", default="127.0.0.1", help="address the hub listens on")
+    parser.add_argument("--port", type=int, default=8000, help="port the hub listens on")
+    parser.add_argument(
+        "--simulate-gpus",
+        metavar="SPEC",
+        help=f"declare simulated GPUs instead of reading NVML; {SIMULATED_SPEC_HELP}",
+    )
+    parser.add_argument(
+        "--data-dir",
+        default=os.environ.get(settings_env.DATA_DIR, "ai-console-data"),
+        help="where the SQLite database, cookie secret and logs live",
+    )
+    parser.add_argument(
+        "--password",
+        help="shared password for users (at least 8 characters); generated if not given",
+    )
+    parser.add_argument(
+        "--admin-password",
+        help="password for the platform admins (at least 32 characters); generated if not given",
+    )
+    parser.add_argument("--debug", action="store_true", help="verbose hub logs")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    config = Path(args.config)
+    if not config.is_file():
+        print(f"ai-console up: --config: no such file: {config}", file=sys.stderr)
+        return 2
+    if args.simulate_gpus:
+        try:
+            simulated(args.simulate_gpus)
+        except InventoryError as err:
+            print(f"ai-console up: --simulate-gpus: {err.message}", file=sys.stderr)
+            return 2
+    if args.password is not None and len(args.password) < 8:
+        print("ai-console up: --password: use at least 8 characters", file=sys.stderr)
+        return 2
+    if args.admin_password is not None and len(args.admin_password) < 32:
+        print("ai-console up: --admin-password: use at least 32 characters", file=sys.stderr)
+        return 2
+    proxy = find_proxy()
+    if proxy is None:
+        print(
+            "ai-console up: configurable-http-proxy not found; install it with "
+            "`npm install configurable-http-proxy@4` or set AI_CONSOLE_PROXY",
+            file=sys.stderr,
+        )
+        return 2
+    data_dir = Path(args.data_dir).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    password = args.password or secrets.token_urlsafe(12)
+    admin_password = args.admin_password or secrets.token_urlsafe(32)
+    os.environ.update(
+        {
+            settings_env.MODE: "local",
+            settings_env.CONFIG: str(config.resolve()),
+            settings_env.DATA_DIR: str(data_dir),
+            settings_env.PROXY: proxy,
+            settings_env.PASSWORD: password,
+            settings_env.ADMIN_PASSWORD: admin_password,
+            settings_env.SIMULATE_GPUS: args.simulate_gpus or "",
+        }
+    )
+    # Printed before the hub's own logs so the line is easy to find.
+    print(
+        f"AI Console: open http://{args.ip}:{args.port}/ and log in with any user name from "
+        f"{config.name} and the password: {password}\n"
+        f"AI Console: platform admins log in with the admin password: {admin_password}",
+        flush=True,
+    )
+    from jupyterhub.app import main as hub_main
+
+    hub_argv = ["-f", str(HUB_CONFIG_FILE), f"--ip={args.ip}", f"--port={args.port}"]
+    if args.debug:
+        hub_argv.append("--debug")
+    os.chdir(data_dir)
+    hub_main(argv=hub_argv)
+    return 0

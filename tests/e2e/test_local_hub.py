@@ -1,0 +1,59 @@
+"""The single-machine hub end to end: `ai-console up`, log in over HTTP, spawn on a simulated
+GPU slice, reach the server through the proxy, stop and get the slice back."""
+
+from __future__ import annotations
+
+from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
+from .hubclient import HubClient
+
+
+def test_spawn_on_a_simulated_slice_and_stop(local_hub: LocalHub):
+    student = HubClient(local_hub.url)
+    assert student.login("student1", PASSWORD).status_code == 302
+    form = student.spawn_form()
+    assert "PyTorch, 1/4 RTX 3090" in form and "free now" in form
+    assert "1 x A100" not in form  # a lab profile: not for a cs101 student
+
+    response = student.spawn("student1", "pytorch-quarter-3090")
+    assert response.status_code == 302, response.text
+    messages = student.progress_messages("student1")
+    assert any(m.startswith("Reserved 1/4 of RTX3090 SIM-GPU-gpu-01-0") for m in messages), messages
+    assert any("(simulated)" in m for m in messages)
+    server = student.wait_for_server("student1")
+    assert server.get("ready"), local_hub.logs()[-3000:]
+
+    # The server answers through the proxy: JupyterLab, then its REST API.
+    lab = student.open_server("student1")
+    assert lab.status_code == 200 and "JupyterLab" in lab.text
+    status = student.session.get(f"{local_hub.url}/user/student1/api/status", timeout=30)
+    assert status.status_code == 200 and "started" in status.json()
+
+    admin = HubClient(local_hub.url)
+    assert admin.login("admin", ADMIN_PASSWORD).status_code == 302
+    gpus = {g["uuid"]: g for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]}
+    [held] = gpus["SIM-GPU-gpu-01-0"]["allocations"]
+    assert held["owner"] == {"kind": "notebook", "user": "student1", "project": "cs101", "name": ""}
+    assert held["committed"] is True and held["fraction"] == "1/4"
+    capacity = student.api("GET", "/ai-console/capacity").json()
+    assert capacity["simulated"] is True
+    assert capacity["gpu_types"]["RTX3090"]["1/4"] == 3
+
+    assert student.api("DELETE", "/users/student1/server").status_code in (202, 204)
+    student.wait_for_server("student1")
+    gpus = {g["uuid"]: g for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]}
+    assert gpus["SIM-GPU-gpu-01-0"]["allocations"] == []
+    assert gpus["SIM-GPU-gpu-01-0"]["free_memory_mib"] == 24576
+
+
+def test_students_cannot_reach_the_allocation_api(local_hub: LocalHub):
+    student = HubClient(local_hub.url)
+    student.login("student2", PASSWORD)
+    assert student.api("GET", "/ai-console/allocations").status_code == 403
+    refused = student.api(
+        "POST",
+        "/ai-console/allocations",
+        json={"gpu_type": "RTX3090", "fraction": "1/4", "owner": {"user": "student2"}},
+    )
+    assert refused.status_code == 403
+    anonymous = HubClient(local_hub.url)
+    assert anonymous.api("GET", "/ai-console/capacity").status_code == 403

@@ -1,0 +1,394 @@
+"""ai-console.yaml: one test per class of mistake, each checking file, field path and allowed."""
+
+from __future__ import annotations
+
+import copy
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from hub_config.loader import EXAMPLE, ConfigError, derive_slug, load_config, parse_config
+from hub_config.schema import SCHEMA
+
+EXAMPLE_DATA: dict[str, Any] = yaml.safe_load(EXAMPLE.read_text())
+
+
+def example() -> dict[str, Any]:
+    return copy.deepcopy(EXAMPLE_DATA)
+
+
+def write(tmp_path: Path, data: Any) -> Path:
+    path = tmp_path / "ai-console.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def errors_of(tmp_path: Path, data: Any) -> str:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, data))
+    message = str(info.value)
+    # Every line names the file, so each can be read on its own.
+    for line in message.splitlines():
+        assert line.startswith(str(tmp_path / "ai-console.yaml") + ": "), line
+    return message
+
+
+def profile_index(data: dict, slug: str) -> int:
+    return next(i for i, p in enumerate(data["profiles"]) if p.get("slug") == slug)
+
+
+# --- the example ------------------------------------------------------------------------------
+
+
+def test_example_loads() -> None:
+    config = load_config(EXAMPLE)
+    assert set(config.projects) == {"cs101", "vision-lab"}
+    assert config.platform_admins == {"admin"}
+    assert config.settings.allocator_policy == "binpack"
+    cs101 = config.projects["cs101"]
+    assert cs101.gpu_quota == 2 and cs101.admins == {"teacher"} and cs101.kind == "course"
+    assert config.projects["vision-lab"].kind == "lab"
+    quarter = config.profile("pytorch-quarter-3090")
+    assert quarter is not None and quarter.default
+    assert quarter.gpu is not None and quarter.gpu.fraction == Fraction(1, 4)
+    assert quarter.image.image == "quay.io/jupyter/pytorch-notebook:cuda12-latest"
+    cpu = config.profile("cpu-only")
+    assert cpu is not None and cpu.gpu is None and cpu.projects is None
+    tf = config.profile("tensorflow-quarter-3090")
+    assert tf is not None and tf.gpu is not None and tf.gpu.fraction == Fraction(1, 4)  # 0.25
+    a100 = config.profile("pytorch-a100")
+    assert a100 is not None and a100.projects == ("vision-lab",)
+
+
+def test_example_matches_schema_and_every_property_is_documented() -> None:
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+    jsonschema.validate(EXAMPLE_DATA, SCHEMA)
+
+    def walk(node: Any, where: str) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "object" and node.get("additionalProperties") is not False:
+                # Only maps keyed by name and the pass-through dicts may take any key.
+                assert (
+                    where.endswith(
+                        ("images", "projects", "kubespawner_override", "profile_options", "]")
+                    )
+                    or "profile_options" in where
+                ), where
+            for name, prop in node.get("properties", {}).items():
+                assert prop.get("description"), f"{where}.{name} has no description"
+                walk(prop, f"{where}.{name}")
+            for key in ("items", "additionalProperties"):
+                if isinstance(node.get(key), dict):
+                    walk(node[key], f"{where}[]")
+
+    walk(SCHEMA, "")
+
+
+def test_slice_request_from_profile() -> None:
+    config = load_config(EXAMPLE)
+    quarter = config.profile("pytorch-quarter-3090")
+    assert quarter is not None
+    request = quarter.slice_request()
+    assert request is not None
+    assert (request.gpu_type, request.fraction, request.memory_mib) == (
+        "RTX3090",
+        Fraction(1, 4),
+        6144,
+    )
+    assert (request.compute_min, request.compute_max) == (25, 100)
+    assert request.cpu_millis == 1000 and request.host_memory_mib == 2048
+    assert quarter.gpu is not None
+    assert quarter.gpu.slice_request(node="gpu-01").node == "gpu-01"
+    cpu_only = config.profile("cpu-only")
+    assert cpu_only is not None and cpu_only.slice_request() is None
+
+
+def test_derived_slug() -> None:
+    data = example()
+    del data["profiles"][1]["slug"]
+    config = parse_config(data, "x.yaml")
+    assert config.profiles[1].slug == "pytorch-1-4-rtx-3090"
+    assert derive_slug("  PyTorch, 1/4 RTX 3090!! ") == "pytorch-1-4-rtx-3090"
+
+
+def test_kubernetes_memory_spelling_is_normalised_for_kubespawner() -> None:
+    data = example()
+    data["profiles"][0]["memory"] = {"guarantee": "1Gi", "limit": 4294967296}
+    config = parse_config(data)
+    assert (config.profiles[0].mem_guarantee, config.profiles[0].mem_limit) == ("1G", 4294967296)
+
+
+# --- file-level mistakes ----------------------------------------------------------------------
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nowhere\.yaml: file not found; create it"):
+        load_config(tmp_path / "nowhere.yaml")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    message = errors_of(tmp_path, "# only a comment\n")
+    assert "the file is empty" in message and "images, projects and profiles" in message
+
+
+def test_top_level_not_a_mapping(tmp_path: Path) -> None:
+    message = errors_of(tmp_path, "- a\n- b\n")
+    assert "the top level must be a mapping" in message and "got list" in message
+
+
+def test_yaml_syntax_error_reports_line_and_column(tmp_path: Path) -> None:
+    text = "images:\n  pytorch:\n    display_name: [unclosed\nprofiles: []\n"
+    message = errors_of(tmp_path, text)
+    assert "YAML syntax error" in message
+    assert "line 4, column 9" in message
+
+
+def test_duplicate_yaml_key(tmp_path: Path) -> None:
+    text = EXAMPLE.read_text().replace("  vision-lab:", "  cs101:")
+    message = errors_of(tmp_path, text)
+    assert "duplicate key 'cs101'" in message and "line " in message
+
+
+# --- schema mistakes --------------------------------------------------------------------------
+
+
+def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["gpus"] = 1
+    message = errors_of(tmp_path, data)
+    assert "profiles[1].gpus: unknown key; allowed keys here are: display_name, slug" in message
+    assert "kubespawner_override, profile_options" in message
+
+
+def test_unknown_top_level_key(tmp_path: Path) -> None:
+    data = example()
+    data["profile"] = []
+    message = errors_of(tmp_path, data)
+    assert ": profile: unknown key; allowed keys here are: platform_admins, settings" in message
+
+
+def test_wrong_type(tmp_path: Path) -> None:
+    data = example()
+    data["projects"]["cs101"]["members"]["users"] = "student1"
+    data["profiles"][0]["default"] = "yes"
+    message = errors_of(tmp_path, data)
+    assert "projects.cs101.members.users: expected a list of user names, got 'student1'" in message
+    assert "profiles[0].default: expected true or false, got 'yes'" in message
+
+
+def test_missing_required_field(tmp_path: Path) -> None:
+    data = example()
+    del data["profiles"][2]["image"]
+    del data["images"]["scipy"]["display_name"]
+    message = errors_of(tmp_path, data)
+    assert "profiles[2].image: missing required field; expected a lowercase name" in message
+    assert "images.scipy.display_name: missing required field" in message
+
+
+def test_bad_enum_and_slug(tmp_path: Path) -> None:
+    data = example()
+    data["projects"]["cs101"]["kind"] = "class"
+    data["settings"]["allocator_policy"] = "random"
+    data["projects"]["Vision_Lab"] = data["projects"].pop("vision-lab")
+    message = errors_of(tmp_path, data)
+    assert "projects.cs101.kind: expected one of course, lab, got 'class'" in message
+    assert "settings.allocator_policy: expected one of binpack, spread, got 'random'" in message
+    assert "projects.Vision_Lab: not a valid key: expected a lowercase name" in message
+
+
+# --- gpu block --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction", ["5/4", "0", "-1/4", 9, "quarter", 1.5])
+def test_bad_fraction(tmp_path: Path, fraction: Any) -> None:
+    data = example()
+    data["profiles"][2]["gpu"]["fraction"] = fraction
+    message = errors_of(tmp_path, data)
+    assert (
+        f"ai-console.yaml: profiles[2].gpu.fraction: expected a fraction like 1/4 or 0.25, "
+        f"or a whole number 1..8, got {fraction!r}" in message
+    )
+
+
+def test_bad_gpu_type(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["gpu"]["type"] = "RTX 3090"
+    message = errors_of(tmp_path, data)
+    assert "profiles[1].gpu.type: a GPU type is 1-63 letters, digits, '.', '_' or '-'" in message
+    assert "'RTX 3090'" in message
+
+
+def test_gpu_numbers(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["gpu"]["compute_max"] = 150
+    data["profiles"][2]["gpu"].update(compute_min=60, compute_max=50)
+    i = profile_index(data, "pytorch-a100")
+    data["profiles"][i]["gpu"]["memory_mib"] = 40000  # whole GPUs get all their memory
+    message = errors_of(tmp_path, data)
+    assert "profiles[1].gpu.compute_max: expected a whole percentage 1..100, got 150" in message
+    assert "profiles[2].gpu.compute_min: guaranteed compute 60% is above the burst maximum" in (
+        message
+    )
+    assert f"profiles[{i}].gpu.memory_mib: whole-GPU requests get all of each GPU's memory" in (
+        message
+    )
+
+
+# --- references between sections -------------------------------------------------------------
+
+
+def test_undefined_image(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][0]["image"] = "julia"
+    data["projects"]["cs101"]["images"][1] = "tensorflw"
+    message = errors_of(tmp_path, data)
+    assert (
+        "profiles[0].image: unknown image 'julia'; defined images: pytorch, tensorflow, scipy"
+        in message
+    )
+    assert "projects.cs101.images[1]: unknown image 'tensorflw'; defined images: pytorch" in (
+        message
+    )
+
+
+def test_undefined_project(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][2]["projects"] = ["cs101", "cs102"]
+    data["settings"]["default_project"] = "cs999"
+    message = errors_of(tmp_path, data)
+    assert (
+        "profiles[2].projects[1]: unknown project 'cs102'; defined projects: cs101, vision-lab"
+        in message
+    )
+    assert "settings.default_project: unknown project 'cs999'" in message
+
+
+def test_image_not_allowed_for_project(tmp_path: Path) -> None:
+    data = example()
+    i = profile_index(data, "tensorflow-quarter-3090")
+    data["profiles"][i]["projects"] = ["cs101", "vision-lab"]
+    message = errors_of(tmp_path, data)
+    assert (
+        f"profiles[{i}].projects[1]: project vision-lab does not allow image 'tensorflow' "
+        "(its images: pytorch, scipy); add tensorflow to projects.vision-lab.images or remove "
+        "vision-lab from this profile" in message
+    )
+
+
+def test_duplicate_slug(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][3]["slug"] = "pytorch-half-3090"
+    data["profiles"][4].pop("slug")
+    data["profiles"][4]["display_name"] = "CPU only"  # derives cpu-only, taken by profiles[0]
+    message = errors_of(tmp_path, data)
+    assert "profiles[3].slug: slug 'pytorch-half-3090' is already used by profiles[2]" in message
+    assert (
+        "profiles[4].slug: slug 'cpu-only' (derived from display_name) is already used by "
+        "profiles[0]; give each profile its own slug" in message
+    )
+
+
+def test_two_defaults(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][3]["default"] = True
+    message = errors_of(tmp_path, data)
+    assert "profiles[3].default: profiles[1] is already the default; only one profile" in message
+
+
+@pytest.mark.parametrize("quota", [-1, "-1/2", "lots", True])
+def test_bad_quota(tmp_path: Path, quota: Any) -> None:
+    data = example()
+    data["projects"]["cs101"]["gpu_quota"] = quota
+    message = errors_of(tmp_path, data)
+    assert (
+        "projects.cs101.gpu_quota: expected a number of GPUs >= 0 like 2, 0.5 or 3/2, or null "
+        "for unlimited" in message
+    )
+    assert repr(quota) in message
+
+
+def test_quota_spellings() -> None:
+    data = example()
+    for text, expected in (("3/2", Fraction(3, 2)), (0.5, Fraction(1, 2)), (0, 0), (None, None)):
+        data["projects"]["cs101"]["gpu_quota"] = text
+        assert parse_config(data).projects["cs101"].gpu_quota == expected
+
+
+def test_guarantee_above_limit(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["cpu"] = {"guarantee": 8, "limit": 4}
+    data["profiles"][1]["memory"] = {"guarantee": "16G", "limit": "8Gi"}
+    message = errors_of(tmp_path, data)
+    assert "profiles[1].cpu.guarantee: the guarantee 8 is above the limit 4" in message
+    assert "profiles[1].memory.guarantee: the guarantee 16G is above the limit 8Gi" in message
+
+
+def test_bad_memory_size(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["memory"]["limit"] = "8GB"
+    message = errors_of(tmp_path, data)
+    assert "profiles[1].memory.limit: expected a size like 512M, 2G or 8Gi" in message
+
+
+# --- overrides that would undo the slice ------------------------------------------------------
+
+
+def test_forbidden_override_keys(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["kubespawner_override"] = {
+        "image": "evil/image:latest",
+        "node_selector": {"kubernetes.io/hostname": "gpu-01"},
+        "extra_resource_limits": {"nvidia.com/gpu": "1"},
+        "environment": {"NVIDIA_VISIBLE_DEVICES": "all", "LANG": "C.UTF-8"},
+        "cpu_limit": 8,
+    }
+    message = errors_of(tmp_path, data)
+    where = "profiles[1].kubespawner_override"
+    assert f"{where}.image: not allowed here; set the profile's image: to a key" in message
+    assert f"{where}.node_selector: not allowed here; the GPU allocator decides" in message
+    assert f'{where}.extra_resource_limits["nvidia.com/gpu"]: not allowed here; GPUs come' in (
+        message
+    )
+    assert f"{where}.environment.NVIDIA_VISIBLE_DEVICES: not allowed here" in message
+    assert "forbidden: NVIDIA_VISIBLE_DEVICES, CUDA_VISIBLE_DEVICES" in message
+    assert f"{where}.cpu_limit: also set by cpu.limit; keep only cpu.limit" in message
+    assert "LANG" not in message
+
+
+def test_forbidden_key_in_profile_option_choice(tmp_path: Path) -> None:
+    data = example()
+    i = profile_index(data, "pytorch-a100")
+    choice = data["profiles"][i]["profile_options"]["storage"]["choices"]["large"]
+    choice["kubespawner_override"]["node_affinity_required"] = [{"matchExpressions": []}]
+    message = errors_of(tmp_path, data)
+    assert (
+        f"profiles[{i}].profile_options.storage.choices.large.kubespawner_override."
+        "node_affinity_required: not allowed here" in message
+    )
+
+
+# --- all at once ------------------------------------------------------------------------------
+
+
+def test_multiple_errors_reported_together(tmp_path: Path) -> None:
+    data = example()
+    data["platform_admins"] = "admin"
+    data["projects"]["cs101"]["gpu_quota"] = -2
+    data["profiles"][1]["gpu"]["fraction"] = "5/4"
+    data["profiles"][2]["image"] = "jax"
+    data["profiles"][3]["colour"] = "red"
+    message = errors_of(tmp_path, data)
+    lines = message.splitlines()
+    assert len(lines) == 5, message
+    # In file order: platform_admins, projects, then profiles by index.
+    assert [line.split(": ")[1] for line in lines] == [
+        "platform_admins",
+        "projects.cs101.gpu_quota",
+        "profiles[1].gpu.fraction",
+        "profiles[2].image",
+        "profiles[3].colour",
+    ]
