@@ -61,9 +61,8 @@ class HubClient:
             server = model.get("servers", {}).get("")
             if server and server.get("ready"):
                 return server
-            if not server or not server.get("pending"):
-                if not model.get("pending"):
-                    return server or {}
+            if (not server or not server.get("pending")) and not model.get("pending"):
+                return server or {}
             time.sleep(0.5)
         raise TimeoutError(f"server of {user} not ready after {timeout}s")
 
