@@ -1,11 +1,19 @@
-# One command installs what the tests need and runs the whole suite: `make test`.
+# `make run` installs and runs the hub on this machine; `make test` installs what the tests
+# need and runs the whole suite.
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: test install lint format bench clean
+# `make run` declares simulated GPUs so the hub works on any machine; `make run SIMULATE=` reads
+# this machine's GPUs through NVML instead.
+SIMULATE ?= gpu-01=RTX3090:24576x2,gpu-02=A100:81920x1
+
+.PHONY: run test install lint format bench clean
+
+run: install
+	$(BIN)/ai-console up $(if $(SIMULATE),--simulate-gpus "$(SIMULATE)")
 
 test: install lint
 	$(BIN)/python -m pytest
