@@ -29,13 +29,6 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         that honours NVIDIA_VISIBLE_DEVICES). Empty: leave the pod's runtime class alone.
         Example: c.FractionalGPUKubeSpawner.gpu_runtime_class_name = "nvidia" """,
     )
-    startup_hook_configmap = Unicode(
-        "ai-console-startup",
-        config=True,
-        help="""ConfigMap holding the interpreter-start hook (sitecustomize.py) that caps
-        PyTorch and TensorFlow memory to the slice; the Helm chart creates it. Empty: no hook,
-        only environment caps.""",
-    )
     mps_pipe_directory = Unicode(
         "/tmp/nvidia-mps",
         config=True,
@@ -69,7 +62,7 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
             )
         return SliceSettings(
             runtime_class_name=self.gpu_runtime_class_name or None,
-            startup_configmap=self.startup_hook_configmap or None,
+            startup_configmap=self.slice_manager.startup_hook_configmap or None,
             mps=mps,
         )
 

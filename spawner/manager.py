@@ -20,6 +20,7 @@ from traitlets.config import SingletonConfigurable
 from gpu_fraction import keys
 from gpu_fraction.allocator import POLICIES, Allocator
 from gpu_fraction.annotations import from_annotations
+from gpu_fraction.enforcement import startup_configmap_data
 from gpu_fraction.errors import AllocationRefused, AnnotationError
 from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
 from gpu_fraction.ledger import RebuildReport, rebuild
@@ -80,6 +81,13 @@ class GPUSliceManager(SingletonConfigurable):
         config=True,
         help="""Manage only nodes labelled ai-console/gpu-sharing=true; GPUs on other nodes
         stay with the NVIDIA device plugin.""",
+    )
+    startup_hook_configmap = Unicode(
+        "ai-console-startup",
+        config=True,
+        help="""ConfigMap (in `namespace`) holding the interpreter-start hook, sitecustomize.py,
+        that caps PyTorch and TensorFlow memory to the slice. The hub creates or updates it at
+        start; pods with a fractional slice mount it. Empty: no hook, only environment caps.""",
     )
     reconcile_interval = Float(
         30.0,
@@ -157,6 +165,8 @@ class GPUSliceManager(SingletonConfigurable):
             ", ".join(inventory.types()) or "none",
         )
         if self.inventory_source == "kubernetes":
+            if self.startup_hook_configmap:
+                await self._ensure_startup_configmap()
             pods = await self._list_slice_pods()
             self.rebuild_report = rebuild(allocator, pods)
             now = time.monotonic()
@@ -192,6 +202,30 @@ class GPUSliceManager(SingletonConfigurable):
             type_overrides=dict(self.gpu_type_overrides) or None,
             require_sharing_label=self.require_sharing_label,
         )
+
+    async def _ensure_startup_configmap(self) -> None:
+        """Create or update the ConfigMap pods mount the start-up hook from."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        api = await self._core_api()
+        name, data = self.startup_hook_configmap, startup_configmap_data()
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "ai-console"}},
+            "data": data,
+        }
+        try:
+            existing = await api.read_namespaced_config_map(name, self.namespace)
+        except ApiException as err:
+            if err.status != 404:
+                raise
+            await api.create_namespaced_config_map(self.namespace, body)
+            self.log.info("created ConfigMap %s/%s (start-up hook)", self.namespace, name)
+            return
+        if existing.data != data:
+            await api.patch_namespaced_config_map(name, self.namespace, {"data": data})
+            self.log.info("updated ConfigMap %s/%s (start-up hook)", self.namespace, name)
 
     async def _list_slice_pods(self) -> list[dict]:
         api = await self._core_api()
@@ -285,13 +319,14 @@ class GPUSliceManager(SingletonConfigurable):
             self.log.error("saved GPU slice %s cannot be held: %s", allocation.id, err.reason)
             return None
 
+    def allocations(self) -> list[Allocation]:
+        """Every slice held now (none before the allocator is built)."""
+        return self._allocator.allocations() if self._allocator is not None else []
+
     def in_use_by_project(self, project: str) -> Fraction:
         """Sum of the GPU fractions a project holds now (notebooks and jobs together)."""
-        if self._allocator is None:
-            return Fraction(0)
         return sum(
-            (a.fraction for a in self._allocator.allocations() if a.owner.project == project),
-            Fraction(0),
+            (a.fraction for a in self.allocations() if a.owner.project == project), Fraction(0)
         )
 
     async def capacity(self) -> dict[str, dict[Fraction, int]]:

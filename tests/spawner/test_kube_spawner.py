@@ -1,0 +1,125 @@
+"""FractionalGPUKubeSpawner against the strict Kubernetes API harness (simulated kubelet)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from gpu_fraction import keys
+from spawner.manager import GPUSliceManager
+from spawner.slices import SliceRefused
+
+from .kube_setup import add_gpu_node, make_spawner, spawner_config
+
+
+@pytest.fixture(autouse=True)
+def fresh_manager():
+    GPUSliceManager.clear_instance()
+    yield
+    if GPUSliceManager.initialized():
+        GPUSliceManager.instance().close()
+    GPUSliceManager.clear_instance()
+
+
+@pytest.fixture
+def harness(k8s_harness_factory):
+    harness = k8s_harness_factory(nodes=[])
+    add_gpu_node(harness, "gpu-07", gpus=1)
+    add_gpu_node(harness, "gpu-08", gpus=2)
+    harness.add_node("cpu-01")  # no GPU labels: not managed
+    return harness
+
+
+def manager() -> GPUSliceManager:
+    return GPUSliceManager.instance()
+
+
+async def test_quarter_slice_pod_then_stop_releases(harness):
+    spawner = make_spawner(spawner_config(), "alice", "quarter")
+    await spawner.start()
+    pod = harness.get("pods", spawner.pod_name)
+    annotations = pod["metadata"]["annotations"]
+    assert annotations[keys.ANN_FRACTION] == "1/4"
+    node = annotations[keys.ANN_NODE]
+    assert node == "gpu-07"  # binpack: the node with fewer free GPUs is broken into first
+    env = {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"] if "value" in e}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == annotations[keys.ANN_GPU_UUIDS]
+    assert env[keys.ENV_GPU_MEMORY_MIB] == "6144"
+    assert pod["spec"]["runtimeClassName"] == "nvidia"
+    assert "nvidia.com/gpu" not in pod["spec"]["containers"][0].get("resources", {}).get(
+        "limits", {}
+    )
+    assert pod["status"]["phase"] == "Running"
+    # The start-up hook ConfigMap was created by the hub and is mounted.
+    assert harness.get("configmaps", "ai-console-startup")["data"]["sitecustomize.py"]
+    allocation = manager().allocator.get(annotations[keys.ANN_ALLOCATION])
+    assert allocation is not None and manager().allocator.is_committed(allocation.id)
+    ours = {k: v for k, v in annotations.items() if k.startswith(keys.PREFIX)}
+    assert spawner.get_state()["ai_console_slice"] == ours
+    await spawner.stop()
+    assert harness.get("pods", spawner.pod_name) is None
+    assert manager().allocations() == []
+
+
+async def test_placement_is_the_first_progress_message(harness):
+    spawner = make_spawner(spawner_config(), "bob", "quarter")
+    start = asyncio.ensure_future(spawner.start())
+    spawner._start_future = start
+    messages = []
+    async for event in spawner.progress():
+        messages.append(event["message"])
+    await start
+    assert (
+        messages[0].startswith("Reserved 1/4 of RTX3090 GPU-gpu-07-0") and "gpu-07" in messages[0]
+    )
+    await spawner.stop()
+
+
+async def test_whole_and_cpu_only_profiles(harness):
+    two = make_spawner(spawner_config(), "carol", "two")
+    await two.start()
+    pod = harness.get("pods", two.pod_name)
+    assert pod["metadata"]["annotations"][keys.ANN_NODE] == "gpu-08"
+    assert len(pod["metadata"]["annotations"][keys.ANN_GPU_UUIDS].split(",")) == 2
+    cpu = make_spawner(spawner_config(), "dave", "cpu")
+    await cpu.start()
+    cpu_pod = harness.get("pods", cpu.pod_name)
+    env = {e["name"]: e.get("value") for e in cpu_pod["spec"]["containers"][0]["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert keys.ANN_ALLOCATION not in (cpu_pod["metadata"].get("annotations") or {})
+    await two.stop()
+    await cpu.stop()
+    assert manager().allocations() == []
+
+
+async def test_four_quarters_fit_and_the_fifth_is_refused(k8s_harness_factory):
+    harness = k8s_harness_factory(nodes=[])
+    add_gpu_node(harness, "gpu-01", gpus=1)
+    spawners = [make_spawner(spawner_config(), f"student{i}", "quarter") for i in range(5)]
+    await asyncio.gather(*(s.start() for s in spawners[:4]))
+    with pytest.raises(SliceRefused) as refused:
+        await spawners[4].start()
+    assert "No GPU slice available: no RTX3090 has 1/4 free: 1 of 1 in use" in str(refused.value)
+    assert refused.value.jupyterhub_message == str(refused.value)
+    assert harness.get("pods", spawners[4].pod_name) is None  # nothing reached Kubernetes
+    assert len(manager().allocations()) == 4
+    await asyncio.gather(*(s.stop() for s in spawners[:4]))
+    assert manager().allocations() == []
+
+
+async def test_failed_pod_create_releases_the_slice(harness):
+    harness.faults.fail(1.0, 422, verbs="create", resources="pods")
+    spawner = make_spawner(
+        spawner_config(KubeSpawner__k8s_api_request_retry_timeout=2), "erin", "quarter"
+    )
+    with pytest.raises(Exception):  # noqa: B017  (KubeSpawner re-raises the API error)
+        await spawner.start()
+    assert manager().allocations() == []
+
+
+async def test_crafted_profile_is_refused(harness):
+    spawner = make_spawner(spawner_config(), "mallory", "no-such-profile")
+    with pytest.raises(Exception, match="no-such-profile"):
+        await spawner.start()
+    assert manager().allocations() == []
