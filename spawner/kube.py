@@ -85,7 +85,10 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
             await self.reserve_slice(self._chosen_profile)
             return await super()._start()
         except BaseException:
-            self.release_slice("the start failed")
+            # Once the pod exists it holds the GPU until it is deleted: JupyterHub calls stop()
+            # after a failed start, and stop() releases the slice when the pod is gone.
+            if not self.slice_committed():
+                self.release_slice("the start failed before the pod was created")
             raise
         finally:
             self._starting = False
@@ -97,13 +100,13 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         return created
 
     async def stop(self, now: bool = False) -> None:
-        try:
-            await super().stop(now)
-        finally:
-            # KubeSpawner stops an old pod of the same name while starting (409 on create);
-            # that must not release the slice the new pod is being created with.
-            if not self._starting:
-                self.release_slice("the server stopped")
+        # If the pod cannot be deleted this raises and the slice stays held: the pod may still
+        # be using its GPU. The manager's reconcile loop releases it once the pod is gone.
+        await super().stop(now)
+        # KubeSpawner stops an old pod of the same name while starting (409 on create); that
+        # must not release the slice the new pod is being created with.
+        if not self._starting:
+            self.release_slice("the server stopped")
 
     async def progress(self) -> Any:
         if self.events_show_placement:

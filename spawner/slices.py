@@ -114,6 +114,11 @@ class GPUSliceMixin(Configurable):
         self.log.info("%s for %s", self.slice_message, self._log_name)
         return allocation
 
+    def slice_committed(self) -> bool:
+        """Whether this server's pod or process exists (its slice is committed)."""
+        allocation = self._allocation
+        return allocation is not None and self.slice_manager.allocator.is_committed(allocation.id)
+
     def commit_slice(self) -> None:
         if self._allocation is not None:
             self.slice_manager.commit(self._allocation.id)
