@@ -74,3 +74,42 @@ def get_path(obj: Any, *path: str | int, default: Any = None) -> Any:
 def meta(obj: dict) -> dict:
     """Return (creating if needed) the metadata map of an object."""
     return obj.setdefault("metadata", {})
+
+
+def set_condition(
+    obj: dict,
+    type_: str,
+    status: str,
+    reason: str | None = None,
+    message: str | None = None,
+    *,
+    probe_time: bool = False,
+) -> bool:
+    """Insert or update ``status.conditions[type]``; lastTransitionTime (and lastProbeTime when
+    asked for) move only when the status changes. Returns whether the status changed."""
+    conditions = obj.setdefault("status", {}).setdefault("conditions", [])
+    cond = next((c for c in conditions if c.get("type") == type_), None)
+    if cond is None:
+        cond = {"type": type_}
+        conditions.append(cond)
+    changed = cond.get("status") != status
+    now = rfc3339()
+    if changed:
+        cond["lastTransitionTime"] = now
+        if probe_time:
+            cond["lastProbeTime"] = now
+    cond["status"] = status
+    for key, value in (("reason", reason), ("message", message)):
+        if value:
+            cond[key] = value
+        else:
+            cond.pop(key, None)
+    return changed
+
+
+def get_condition(obj: dict, type_: str) -> dict | None:
+    """The condition of a type, if present."""
+    for cond in get_path(obj, "status", "conditions", default=[]) or []:
+        if cond.get("type") == type_:
+            return cond
+    return None

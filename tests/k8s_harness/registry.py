@@ -31,7 +31,7 @@ from .errors import (
 )
 from .patch import apply_patch
 from .resources import ResourceType, resolve
-from .schema import schema_error
+from .schema import normalize_times, schema_error
 from .selectors import parse_field_selector, parse_label_selector
 from .store import Store
 from .strategy import Strategies
@@ -107,6 +107,12 @@ class Registry:
                 f'{kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
                 f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})"
             )
+        try:
+            obj = normalize_times(obj, api_version, kind)
+        except ValueError as exc:
+            raise bad_request(
+                f'{rt.kind} in version "{rt.version}" cannot be handled: {exc}'
+            ) from None
         md = obj.setdefault("metadata", {})
         if not isinstance(md, dict):
             raise bad_request(f'{rt.kind} in version "{rt.version}" cannot be handled: metadata')

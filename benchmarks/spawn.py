@@ -1,0 +1,166 @@
+"""Spawn benchmark: 200 concurrent spawns against the Kubernetes API harness, stock KubeSpawner
+versus FractionalGPUKubeSpawner, same profiles minus the GPU block.
+
+The harness runs as its own process, as an API server would, so the figures are the hub's
+time (plus the API round trips), not the harness's schema validation competing for one GIL.
+
+Run: ``python benchmarks/spawn.py --json``. The last line printed is one JSON object with
+``spawns``, ``kubespawner_s`` and ``ours_s`` (wall time until every server started, best of
+``--rounds``), ``ratio`` (ours / stock; target <= 1.10), ``kubespawner_hub_cpu_s`` and
+``ours_hub_cpu_s`` (CPU the hub process spent) and ``oversubscribed`` (must be 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import copy
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from kubernetes_asyncio.config import kube_config
+from kubespawner import KubeSpawner
+
+from gpu_fraction import keys
+from spawner.kube import FractionalGPUKubeSpawner
+from spawner.manager import GPUSliceManager
+from tests.k8s_harness.fixtures import reset_client_caches
+from tests.spawner.kube_setup import PROFILES, RTX_LABELS, make_spawner, spawner_config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def stock_profiles() -> list[dict]:
+    """The same profiles without our GPU block (what a z2jh user would run)."""
+    profiles = copy.deepcopy(PROFILES)
+    for profile in profiles:
+        profile.pop("ai_console", None)
+    return profiles
+
+
+async def spawn_all(cls, config, count: int, tag: str) -> tuple[float, float]:
+    spawners = [make_spawner(config, f"{tag}{i:03d}", "quarter", cls=cls) for i in range(count)]
+    if cls is FractionalGPUKubeSpawner:
+        await GPUSliceManager.instance(config=config).ready()  # the hub builds it at start
+    started, cpu = time.perf_counter(), time.process_time()
+    await asyncio.gather(*(s.start() for s in spawners))
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    await asyncio.gather(*(s.stop(now=True) for s in spawners))
+    return elapsed, cpu
+
+
+def gpu_nodes(count: int) -> list[dict]:
+    """Nodes with 4 RTX 3090s each, labelled as GPU feature discovery and our agent do."""
+    nodes = []
+    for n in range(count):
+        name = f"gpu-{n:03d}"
+        published = [
+            {
+                "index": i,
+                "uuid": f"GPU-{name}-{i}",
+                "product": "NVIDIA GeForce RTX 3090",
+                "memory_mib": 24576,
+            }
+            for i in range(4)
+        ]
+        nodes.append(
+            {
+                "name": name,
+                "labels": {**RTX_LABELS, keys.GFD_COUNT: "4"},
+                "annotations": {keys.ANN_NODE_GPUS: json.dumps(published)},
+                "allocatable": {"cpu": "64", "memory": "256Gi", "pods": "110"},
+            }
+        )
+    return nodes
+
+
+def wait_for_url(process: subprocess.Popen) -> str:
+    for line in process.stdout:  # type: ignore[union-attr]
+        if line.startswith("K8S_HARNESS_URL="):
+            return line.strip().split("=", 1)[1]
+    raise RuntimeError("the harness exited before serving")
+
+
+def run_round(cls, count: int, tag: str) -> tuple[float, float, int]:
+    reset_client_caches(load=True)
+    GPUSliceManager.clear_instance()
+    profiles = PROFILES if cls is FractionalGPUKubeSpawner else stock_profiles()
+    config = spawner_config(KubeSpawner__profile_list=profiles, KubeSpawner__start_timeout=120)
+    elapsed, cpu = asyncio.run(spawn_all(cls, config, count, tag))
+    oversubscribed = 0
+    if GPUSliceManager.initialized():
+        oversubscribed = GPUSliceManager.instance().allocator.oversubscribed()
+    return elapsed, cpu, oversubscribed
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print only the JSON result line")
+    parser.add_argument("--spawns", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    log = (lambda *a: None) if args.json else print
+
+    with tempfile.TemporaryDirectory() as tmp:
+        nodes_file = Path(tmp) / "nodes.json"
+        nodes_file.write_text(json.dumps(gpu_nodes(max(1, -(-args.spawns // 16)))))
+        kubeconfig = Path(tmp) / "kubeconfig"
+        harness = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.k8s_harness",
+                "--kubeconfig",
+                str(kubeconfig),
+                "--nodes-json",
+                str(nodes_file),
+                "--root-dir",
+                str(Path(tmp) / "root"),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            wait_for_url(harness)
+            os.environ["KUBECONFIG"] = str(kubeconfig)
+            # The client read KUBECONFIG into a module default when it was imported.
+            kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
+            stock, ours, stock_cpu, ours_cpu, oversubscribed = [], [], [], [], 0
+            runs = ((KubeSpawner, stock, stock_cpu), (FractionalGPUKubeSpawner, ours, ours_cpu))
+            for round_ in range(args.rounds):
+                # Alternate, so drift on a busy machine hits both alike.
+                for cls, times, cpus in runs:
+                    elapsed, cpu, over = run_round(cls, args.spawns, f"r{round_}u")
+                    times.append(elapsed)
+                    cpus.append(cpu)
+                    oversubscribed += over
+                    log(f"round {round_} {cls.__name__}: {elapsed:.2f}s, hub CPU {cpu:.2f}s")
+        finally:
+            harness.terminate()
+            harness.wait(timeout=30)
+    result = {
+        "spawns": args.spawns,
+        "kubespawner_s": round(min(stock), 3),
+        "ours_s": round(min(ours), 3),
+        "ratio": round(min(ours) / min(stock), 3),
+        # CPU the hub process spent on the spawns (the harness runs in its own process).
+        "kubespawner_hub_cpu_s": round(min(stock_cpu), 3),
+        "ours_hub_cpu_s": round(min(ours_cpu), 3),
+        "oversubscribed": oversubscribed,
+    }
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
