@@ -57,7 +57,7 @@ def make_slice_policy(config: AiConsoleConfig):
                 manager.in_use_by_project,
             )
         except SpawnRefused as err:
-            raise SliceRefused(err.reason) from None
+            raise SliceRefused(err.reason, 403) from None
         project = decision.project.slug if decision.project else ""
         gpu = decision.profile.gpu
         if gpu is None:

@@ -13,6 +13,7 @@ import argparse
 import os
 import secrets
 import shutil
+import socket
 import sys
 from pathlib import Path
 
@@ -41,6 +42,12 @@ def find_proxy() -> str | None:
     return None
 
 
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ai-console up",
@@ -54,6 +61,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--ip", default="127.0.0.1", help="address the hub listens on")
     parser.add_argument("--port", type=int, default=8000, help="port the hub listens on")
+    parser.add_argument(
+        "--hub-port",
+        type=int,
+        default=0,
+        help="port of the hub's internal API (0: a free one, so several hubs can run)",
+    )
     parser.add_argument(
         "--simulate-gpus",
         metavar="SPEC",
@@ -126,7 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     )
     from jupyterhub.app import main as hub_main
 
-    hub_argv = ["-f", str(HUB_CONFIG_FILE), f"--ip={args.ip}", f"--port={args.port}"]
+    hub_port = args.hub_port or free_port()
+    hub_argv = [
+        "-f",
+        str(HUB_CONFIG_FILE),
+        f"--ip={args.ip}",
+        f"--port={args.port}",
+        f"--JupyterHub.hub_port={hub_port}",
+    ]
     if args.debug:
         hub_argv.append("--debug")
     os.chdir(data_dir)

@@ -81,7 +81,10 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         try:
             # Reserve before KubeSpawner's own start work, so the spawn page shows the placement
             # (or the refusal) at once; KubeSpawner loads the same options again, harmlessly.
-            await self.load_user_options()
+            try:
+                await self.load_user_options()
+            except ValueError as err:  # KubeSpawner's check of user_options (crafted profile)
+                raise SliceRefused(str(err), 400) from None
             await self.reserve_slice(self._chosen_profile)
             return await super()._start()
         except BaseException:

@@ -69,7 +69,8 @@ class LocalGPUSpawner(GPUSliceMixin, SimpleLocalProcessSpawner):
                 return profile
         raise SliceRefused(
             f"Profile {slug!r} is not one you can use; choose one of: "
-            + ", ".join(p["slug"] for p in profiles)
+            + ", ".join(p["slug"] for p in profiles),
+            400,
         )
 
     def get_env(self) -> dict[str, str]:

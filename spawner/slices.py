@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyterhub.utils import maybe_future
+from tornado import web
 from traitlets import Any as AnyTrait
 from traitlets.config import Configurable
 
@@ -36,12 +37,20 @@ class SliceDecision:
     project: str = ""
 
 
-class SliceRefused(Exception):
-    """A spawn cannot get its slice; the message is shown on the spawn page as it is."""
+class SliceRefused(web.HTTPError):
+    """A spawn cannot go ahead; the message is shown on the spawn page as it is.
 
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
+    An HTTP error below 500, so JupyterHub answers the API with that status and counts it as
+    a handled rejection, not a spawner failure: 400 bad choice, 403 not allowed (membership,
+    quota), 409 no capacity now.
+    """
+
+    def __init__(self, message: str, status: int = 409) -> None:
+        super().__init__(status, message)
         self.jupyterhub_message = message
+
+    def __str__(self) -> str:
+        return self.jupyterhub_message
 
 
 def decision_from_profile(profile: dict | None) -> SliceDecision:
@@ -92,8 +101,10 @@ class GPUSliceMixin(Configurable):
             if self.slice_policy is not None:
                 return await maybe_future(self.slice_policy(self, profile))
             return decision_from_profile(profile)
-        except (PermissionError, ValueError) as err:  # bad input from the profile or policy
-            raise SliceRefused(str(err)) from None
+        except PermissionError as err:
+            raise SliceRefused(str(err), 403) from None
+        except ValueError as err:  # bad input from the profile or the user's options
+            raise SliceRefused(str(err), 400) from None
 
     async def reserve_slice(self, profile: dict | None) -> Allocation | None:
         """Reserve the slice of this spawn (None for CPU-only profiles)."""
@@ -108,7 +119,7 @@ class GPUSliceMixin(Configurable):
         except AllocationRefused as err:
             raise SliceRefused(f"No GPU slice available: {err.reason}") from None
         except InvalidFieldError as err:
-            raise SliceRefused(f"This profile cannot start: {err}") from None
+            raise SliceRefused(f"This profile cannot start: {err}", 400) from None
         self._allocation = allocation
         self.slice_message = f"Reserved {allocation.describe()}"
         self.log.info("%s for %s", self.slice_message, self._log_name)

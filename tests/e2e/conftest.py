@@ -60,8 +60,14 @@ class LocalHub:
 
 
 @pytest.fixture
-def local_hub(tmp_path: Path) -> Iterator[LocalHub]:
-    """`ai-console up` with simulated GPUs and the shipped example YAML."""
+def hub_yaml() -> Path | None:
+    """The admin YAML the local hub runs with (None: the shipped example)."""
+    return None
+
+
+@pytest.fixture
+def local_hub(tmp_path: Path, hub_yaml: Path | None) -> Iterator[LocalHub]:
+    """`ai-console up` with simulated GPUs and the shipped example YAML (or ``hub_yaml``)."""
     port = free_port()
     log = tmp_path / "hub.log"
     env = {**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
@@ -82,6 +88,7 @@ def local_hub(tmp_path: Path) -> Iterator[LocalHub]:
                 PASSWORD,
                 "--admin-password",
                 ADMIN_PASSWORD,
+                *(["--config", str(hub_yaml)] if hub_yaml else []),
             ],
             cwd=ROOT,
             env=env,

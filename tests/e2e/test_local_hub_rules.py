@@ -1,0 +1,101 @@
+"""Hub-side rules of the single-machine hub: crafted spawns, project quotas, the allocation API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
+from .hubclient import HubClient
+
+QUOTA_YAML = """
+platform_admins: [admin]
+images:
+  pytorch: {display_name: PyTorch, image: quay.io/jupyter/pytorch-notebook:latest}
+projects:
+  tiny:
+    display_name: Tiny course
+    members: {users: [ann, ben]}
+    gpu_quota: 1/4
+profiles:
+  - display_name: PyTorch, 1/4 RTX 3090
+    slug: quarter
+    image: pytorch
+    projects: [tiny]
+    gpu: {fraction: 1/4, type: RTX3090}
+  - display_name: PyTorch, 1 x A100
+    slug: a100
+    image: pytorch
+    projects: [tiny]
+    gpu: {fraction: 1, type: A100}
+"""
+
+
+@pytest.fixture
+def hub_yaml(tmp_path: Path) -> Path:
+    path = tmp_path / "ai-console.yaml"
+    path.write_text(QUOTA_YAML)
+    return path
+
+
+def failure(client: HubClient, user: str) -> str:
+    return " ".join(client.progress_messages(user))
+
+
+def test_project_quota_is_checked_at_spawn(local_hub: LocalHub):
+    ann, ben = HubClient(local_hub.url), HubClient(local_hub.url)
+    ann.login("ann", PASSWORD)
+    ben.login("ben", PASSWORD)
+    ann.spawn("ann", "quarter")
+    assert ann.wait_for_server("ann").get("ready"), local_hub.logs()[-3000:]
+    ben.spawn("ben", "quarter")
+    message = failure(ben, "ben")
+    assert "Project tiny already uses" in message and "quota" in message, message
+    # A whole A100 is over the quota of 1/4 on its own.
+    ann.api("DELETE", "/users/ann/server")
+    ann.wait_for_server("ann")
+    ann.spawn("ann", "a100")
+    assert "quota" in failure(ann, "ann")
+
+
+def test_crafted_profile_is_refused(local_hub: LocalHub):
+    ann = HubClient(local_hub.url)
+    ann.login("ann", PASSWORD)
+    response = ann.api("POST", "/users/ann/server", json={"profile": "no-such-profile"})
+    assert response.status_code == 400
+    message = response.json()["message"]
+    assert "no-such-profile" in message and "quarter" in message, message
+
+
+def test_allocation_api_reserve_commit_release(local_hub: LocalHub):
+    admin = HubClient(local_hub.url)
+    assert admin.login("admin", ADMIN_PASSWORD).status_code == 302
+    body = {
+        "gpu_type": "RTX3090",
+        "fraction": "1/2",
+        "owner": {"kind": "job", "user": "ann", "project": "tiny", "name": "train"},
+    }
+    reserved = admin.api("POST", "/ai-console/allocations", json=body)
+    assert reserved.status_code == 201, reserved.text
+    allocation = reserved.json()
+    assert allocation["fraction"] == "1/2" and allocation["owner"]["kind"] == "job"
+    assert allocation["annotations"]["ai-console/allocation"] == allocation["id"]
+    committed = admin.api("POST", f"/ai-console/allocations/{allocation['id']}/commit")
+    assert committed.status_code == 200
+    assert admin.api("POST", "/ai-console/allocations/nope/commit").status_code == 404
+
+    too_big = admin.api("POST", "/ai-console/allocations", json={**body, "fraction": "3/4"})
+    assert too_big.status_code == 409
+    assert "no RTX3090 has 3/4 free" in too_big.json()["message"]
+    bad = admin.api("POST", "/ai-console/allocations", json={**body, "fraction": "5/4"})
+    assert bad.status_code == 400 and "fraction" in bad.json()["message"]
+    unknown = admin.api("POST", "/ai-console/allocations", json={**body, "gpus": 1})
+    assert unknown.status_code == 400 and "gpus" in unknown.json()["message"]
+
+    released = admin.api("DELETE", f"/ai-console/allocations/{allocation['id']}")
+    assert released.json() == {"id": allocation["id"], "released": True}
+    again = admin.api("DELETE", f"/ai-console/allocations/{allocation['id']}")
+    assert again.json()["released"] is False
+    gpus = admin.api("GET", "/ai-console/allocations").json()["gpus"]
+    assert all(g["allocations"] == [] for g in gpus)
