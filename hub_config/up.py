@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
         f"--ip={args.ip}",
         f"--port={args.port}",
         f"--JupyterHub.hub_port={hub_port}",
+        # The proxy's own API port too, so a second hub on this machine does not collide.
+        f"--ConfigurableHTTPProxy.api_url=http://127.0.0.1:{free_port()}",
     ]
     if args.debug:
         hub_argv.append("--debug")
