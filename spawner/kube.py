@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from kubespawner import KubeSpawner
@@ -113,27 +112,13 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
 
     async def progress(self) -> Any:
         if self.events_show_placement:
-            # The page may ask for progress a moment before the reservation is made.
-            for _ in range(50):
-                if self.slice_message or (self._start_future and self._start_future.done()):
-                    break
-                await asyncio.sleep(0.1)
-            event = self.progress_event()
+            event = await self.placement_event(
+                lambda: bool(self._start_future and self._start_future.done())
+            )
             if event:
                 yield event
         async for event in super().progress():
             yield event
-
-    def get_state(self) -> dict:
-        return self.slice_state(super().get_state())
-
-    def load_state(self, state: dict) -> None:
-        super().load_state(state)
-        self.load_slice_state(state)
-
-    def clear_state(self) -> None:
-        super().clear_state()
-        self._saved_slice = None
 
 
 __all__ = ["FractionalGPUKubeSpawner", "SliceRefused"]

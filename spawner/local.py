@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from jupyterhub.spawner import SimpleLocalProcessSpawner
@@ -116,21 +115,8 @@ class LocalGPUSpawner(GPUSliceMixin, SimpleLocalProcessSpawner):
         return status
 
     async def progress(self) -> Any:
-        for _ in range(50):
-            if self.slice_message or (self._spawn_future and self._spawn_future.done()):
-                break
-            await asyncio.sleep(0.1)
-        event = self.progress_event()
+        event = await self.placement_event(
+            lambda: bool(self._spawn_future and self._spawn_future.done())
+        )
         if event:
             yield event
-
-    def get_state(self) -> dict:
-        return self.slice_state(super().get_state())
-
-    def load_state(self, state: dict) -> None:
-        super().load_state(state)
-        self.load_slice_state(state)
-
-    def clear_state(self) -> None:
-        super().clear_state()
-        self._saved_slice = None

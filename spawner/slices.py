@@ -8,6 +8,8 @@ releases twice loses nothing.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -145,16 +147,25 @@ class GPUSliceMixin(Configurable):
         if allocation_id and self.slice_manager.release(allocation_id):
             self.log.info("Released GPU slice %s of %s (%s)", allocation_id, self._log_name, why)
 
-    def slice_state(self, state: dict[str, Any]) -> dict[str, Any]:
+    # The slice is saved in JupyterHub's database with the spawner's state. This class comes
+    # first in the spawners' bases, so super() here is the spawner's own method.
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()  # type: ignore[misc]
         if self._allocation is not None:
             state[STATE_KEY] = to_annotations(self._allocation)
         elif self._saved_slice:
             state[STATE_KEY] = dict(self._saved_slice)
         return state
 
-    def load_slice_state(self, state: dict[str, Any]) -> None:
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)  # type: ignore[misc]
         saved = state.get(STATE_KEY)
         self._saved_slice = dict(saved) if isinstance(saved, dict) else None
+
+    def clear_state(self) -> None:
+        super().clear_state()  # type: ignore[misc]
+        self._saved_slice = None
 
     async def restore_slice(self) -> None:
         """Re-hold the slice saved in state (the single-machine hub after a restart)."""
@@ -162,7 +173,13 @@ class GPUSliceMixin(Configurable):
             self._allocation = await self.slice_manager.adopt(self._saved_slice)
         self._saved_slice = None
 
-    def progress_event(self) -> dict[str, Any] | None:
+    async def placement_event(self, start_done: Callable[[], bool]) -> dict[str, Any] | None:
+        """The placement as a progress event, waiting briefly for the reservation: the spawn
+        page may ask for progress a moment before it is made."""
+        for _ in range(50):
+            if self.slice_message or start_done():
+                break
+            await asyncio.sleep(0.1)
         if not self.slice_message:
             return None
         return {"progress": 5, "message": self.slice_message}

@@ -15,7 +15,7 @@ import pytest
 
 from gpu_fraction import keys
 from tests.k8s_harness.behavior import PodBehavior, ProcessSpec
-from tests.spawner.kube_setup import add_gpu_node
+from tests.spawner.kube_setup import add_gpu_node, live_slice_pods
 
 from .conftest import ADMIN_PASSWORD, PASSWORD, ROOT, free_port, stop_process_group, wait_http
 from .hubclient import HubClient
@@ -99,12 +99,7 @@ def kube_hub(k8s_harness_factory, tmp_path) -> Iterator[KubeHub]:
 
 def slice_pods(harness) -> dict[str, str]:
     """Live pods holding a slice: pod name -> allocation id (what the cluster says)."""
-    return {
-        p["metadata"]["name"]: p["metadata"]["annotations"][keys.ANN_ALLOCATION]
-        for p in harness.list("pods", "default")
-        if keys.ANN_ALLOCATION in (p["metadata"].get("annotations") or {})
-        and not p["metadata"].get("deletionTimestamp")
-    }
+    return live_slice_pods(harness, include_terminating=False)
 
 
 def hub_allocations(admin: HubClient) -> dict[str, dict]:

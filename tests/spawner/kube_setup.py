@@ -75,3 +75,13 @@ def make_spawner(config: Config, user: str, profile: str | None = None, cls=None
     spawner.user_options = {"profile": profile} if profile else {}
     spawner.api_token = "test-token"
     return spawner
+
+
+def live_slice_pods(harness: Any, include_terminating: bool = True) -> dict[str, str]:
+    """What the cluster says: pod name -> allocation id, for pods holding a slice."""
+    return {
+        p["metadata"]["name"]: p["metadata"]["annotations"][keys.ANN_ALLOCATION]
+        for p in harness.list("pods", "default")
+        if keys.ANN_ALLOCATION in (p["metadata"].get("annotations") or {})
+        and (include_terminating or not p["metadata"].get("deletionTimestamp"))
+    }

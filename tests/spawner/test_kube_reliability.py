@@ -8,27 +8,9 @@ import random
 
 import pytest
 
-from gpu_fraction import keys
 from spawner.manager import GPUSliceManager
 
-from .kube_setup import add_gpu_node, make_spawner, spawner_config
-
-
-@pytest.fixture(autouse=True)
-def fresh_manager():
-    GPUSliceManager.clear_instance()
-    yield
-    if GPUSliceManager.initialized():
-        GPUSliceManager.instance().close()
-    GPUSliceManager.clear_instance()
-
-
-def live_slice_pods(harness) -> dict[str, str]:
-    return {
-        p["metadata"]["name"]: p["metadata"]["annotations"][keys.ANN_ALLOCATION]
-        for p in harness.list("pods", "default")
-        if keys.ANN_ALLOCATION in (p["metadata"].get("annotations") or {})
-    }
+from .kube_setup import add_gpu_node, live_slice_pods, make_spawner, spawner_config
 
 
 async def test_failed_stop_keeps_the_slice_until_the_pod_is_gone(k8s_harness_factory):

@@ -13,15 +13,6 @@ from spawner.slices import SliceRefused
 from .kube_setup import add_gpu_node, make_spawner, spawner_config
 
 
-@pytest.fixture(autouse=True)
-def fresh_manager():
-    GPUSliceManager.clear_instance()
-    yield
-    if GPUSliceManager.initialized():
-        GPUSliceManager.instance().close()
-    GPUSliceManager.clear_instance()
-
-
 @pytest.fixture
 def harness(k8s_harness_factory):
     harness = k8s_harness_factory(nodes=[])
