@@ -15,7 +15,7 @@ SIMULATE ?= gpu-01=RTX3090:24576x2,gpu-02=A100:81920x1
 run: install
 	$(BIN)/ai-console up $(if $(SIMULATE),--simulate-gpus "$(SIMULATE)")
 
-test: install lint
+test: install lint /usr/bin/chromium
 	$(BIN)/python -m pytest
 
 # torch (CPU build) is installed so the framework startup hook is tested against the real
@@ -30,6 +30,11 @@ $(STAMP): pyproject.toml
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
+
+# Browser tests drive Debian's Chromium (a test tool's own browser download cannot work here).
+/usr/bin/chromium:
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 install: $(STAMP) $(NODE_STAMP)
 

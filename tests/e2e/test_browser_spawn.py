@@ -1,0 +1,35 @@
+"""A student in a real browser: log in, pick "PyTorch, 1/4 RTX 3090" on the spawn form, watch the
+placement on the progress page, land in JupyterLab."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .browser import chromium
+from .conftest import PASSWORD, LocalHub
+
+
+def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub, tmp_path: Path):
+    with chromium() as browser:
+        page = browser.new_page()
+        page.goto(f"{local_hub.url}/hub/login")
+        page.fill("#username_input", "student1")
+        page.fill("#password_input", PASSWORD)
+        page.click("#login_submit")
+        page.wait_for_url(re.compile(r".*/hub/spawn.*"))
+
+        # The form lists this student's profiles with how many slices are free now.
+        quarter = page.locator("label", has_text="PyTorch, 1/4 RTX 3090")
+        assert "4 free now" in quarter.inner_text()
+        assert page.locator("label", has_text="1 x A100").count() == 0
+        page.screenshot(path=str(tmp_path / "spawn-form.png"))
+        quarter.locator("input[type=radio]").check()
+        page.click("input[type=submit], button[type=submit]")
+
+        # The progress page names the placement, then JupyterLab opens.
+        page.wait_for_selector("text=Reserved 1/4 of RTX3090", state="attached", timeout=30000)
+        page.wait_for_url(re.compile(r".*/user/student1/lab.*"), timeout=90000)
+        page.wait_for_selector("#jp-main-dock-panel", timeout=90000)
+        page.screenshot(path=str(tmp_path / "lab.png"))
+        assert "JupyterLab" in page.title()
