@@ -50,10 +50,41 @@ def stop_process_group(process: subprocess.Popen) -> None:
 
 
 class LocalHub:
-    def __init__(self, url: str, process: subprocess.Popen, log: Path) -> None:
-        self.url = url
-        self.process = process
-        self.log = log
+    """`ai-console up` as its own process group; can be killed and started again."""
+
+    def __init__(self, tmp_path: Path, hub_yaml: Path | None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.data = tmp_path / "data"
+        self.log = tmp_path / "hub.log"
+        self.hub_yaml = hub_yaml
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
+        argv = [
+            sys.executable, "-m", "hub_config.cli", "up",
+            "--simulate-gpus", "gpu-01=RTX3090:24576x1,gpu-02=A100:81920x1",
+            "--port", str(self.port), "--data-dir", str(self.data),
+            "--password", PASSWORD, "--admin-password", ADMIN_PASSWORD,
+            *(["--config", str(self.hub_yaml)] if self.hub_yaml else []),
+        ]  # fmt: skip
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                argv, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        wait_http(f"{self.url}/hub/login", self.process, self.log)
+
+    def kill_hub_only(self) -> None:
+        """SIGKILL the hub process alone: its proxy and the users' servers keep running."""
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process)
 
     def logs(self) -> str:
         return self.log.read_text()
@@ -68,37 +99,9 @@ def hub_yaml() -> Path | None:
 @pytest.fixture
 def local_hub(tmp_path: Path, hub_yaml: Path | None) -> Iterator[LocalHub]:
     """`ai-console up` with simulated GPUs and the shipped example YAML (or ``hub_yaml``)."""
-    port = free_port()
-    log = tmp_path / "hub.log"
-    env = {**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "hub_config.cli",
-                "up",
-                "--simulate-gpus",
-                "gpu-01=RTX3090:24576x1,gpu-02=A100:81920x1",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(tmp_path / "data"),
-                "--password",
-                PASSWORD,
-                "--admin-password",
-                ADMIN_PASSWORD,
-                *(["--config", str(hub_yaml)] if hub_yaml else []),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
+    hub = LocalHub(tmp_path, hub_yaml)
     try:
-        wait_http(f"{url}/hub/login", process, log)
-        yield LocalHub(url, process, log)
+        hub.start()
+        yield hub
     finally:
-        stop_process_group(process)
+        hub.stop()

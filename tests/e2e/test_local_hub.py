@@ -57,3 +57,29 @@ def test_students_cannot_reach_the_allocation_api(local_hub: LocalHub):
     assert refused.status_code == 403
     anonymous = HubClient(local_hub.url)
     assert anonymous.api("GET", "/ai-console/capacity").status_code == 403
+
+
+def test_hub_restart_keeps_the_running_servers_slice(local_hub: LocalHub):
+    student = HubClient(local_hub.url)
+    student.login("student2", PASSWORD)
+    student.spawn("student2", "pytorch-half-3090")
+    assert student.wait_for_server("student2").get("ready"), local_hub.logs()[-3000:]
+
+    local_hub.kill_hub_only()  # the server process lives on, as after a hub crash
+    local_hub.start()
+
+    admin = HubClient(local_hub.url)
+    admin.login("admin", ADMIN_PASSWORD)
+    # The slice comes back from the spawner's saved state once the hub polls the server.
+    gpus = {g["uuid"]: g for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]}
+    [held] = gpus["SIM-GPU-gpu-01-0"]["allocations"]
+    assert held["owner"]["user"] == "student2" and held["fraction"] == "1/2"
+    capacity = admin.api("GET", "/ai-console/capacity").json()["gpu_types"]["RTX3090"]
+    assert capacity["1/2"] == 1  # the other half only
+
+    student = HubClient(local_hub.url)
+    student.login("student2", PASSWORD)
+    assert student.api("DELETE", "/users/student2/server").status_code in (202, 204)
+    student.wait_for_server("student2")
+    gpus = {g["uuid"]: g for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]}
+    assert gpus["SIM-GPU-gpu-01-0"]["allocations"] == []
