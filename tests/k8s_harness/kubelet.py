@@ -526,9 +526,12 @@ class Kubelet:
                         events.append(sub.queue.get_nowait())
                 for ev in events:
                     if ev.plural == "nodes":
-                        for pod in self.store.list("pods"):
-                            if get_path(pod, "spec", "nodeName") == ev.obj["metadata"]["name"]:
-                                self._consider(pod)
+                        node = ev.obj["metadata"]["name"]
+                        on_node = self.store.list(
+                            "pods", where=lambda p, n=node: get_path(p, "spec", "nodeName") == n
+                        )
+                        for pod in on_node:
+                            self._consider(pod)
                     elif ev.type == "DELETED":
                         worker = self.workers.get(ev.obj["metadata"]["uid"])
                         if worker is not None:

@@ -144,14 +144,15 @@ class Scheduler:
 
     def schedule_pending(self) -> None:
         """One scheduling pass over all pending pods."""
-        pending = [
-            p
-            for p in self.store.list("pods")
-            if not get_path(p, "spec", "nodeName")
-            and not p["metadata"].get("deletionTimestamp")
-            and get_path(p, "spec", "schedulerName") == "default-scheduler"
-            and get_path(p, "status", "phase") == "Pending"
-        ]
+        pending = self.store.list(
+            "pods",
+            where=lambda p: (
+                not get_path(p, "spec", "nodeName")
+                and not p["metadata"].get("deletionTimestamp")
+                and get_path(p, "spec", "schedulerName") == "default-scheduler"
+                and get_path(p, "status", "phase") == "Pending"
+            ),
+        )
         pending.sort(
             key=lambda p: (p["metadata"]["creationTimestamp"], p["metadata"]["resourceVersion"])
         )
@@ -172,10 +173,15 @@ class Scheduler:
     def _usage(self) -> dict[str, dict[str, Fraction]]:
         """Requests of the pods placed on each node (finished pods free their share)."""
         usage: dict[str, dict[str, Fraction]] = {}
-        for pod in self.store.list("pods"):
+        placed = self.store.list(
+            "pods",
+            where=lambda p: (
+                bool(get_path(p, "spec", "nodeName"))
+                and get_path(p, "status", "phase") not in ("Succeeded", "Failed")
+            ),
+        )
+        for pod in placed:
             node = get_path(pod, "spec", "nodeName")
-            if not node or get_path(pod, "status", "phase") in ("Succeeded", "Failed"):
-                continue
             used = usage.setdefault(node, {})
             for name, amount in pod_requests(pod["spec"]).items():
                 used[name] = used.get(name, Fraction(0)) + amount

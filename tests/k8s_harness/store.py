@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .common import deep_copy
@@ -85,11 +85,29 @@ class Store:
             obj = self._objects[plural].get((namespace, name))
             return deep_copy(obj) if obj is not None else None
 
-    def list(self, plural: str, namespace: str | None = None) -> list[dict]:
-        """Copies of all objects of a resource (optionally in one namespace), sorted by key."""
+    def list(
+        self,
+        plural: str,
+        namespace: str | None = None,
+        where: Callable[[dict], bool] | None = None,
+    ) -> list[dict]:
+        """Copies of all objects of a resource (optionally in one namespace, optionally only
+        those ``where`` accepts), sorted by key. ``where`` sees the stored object, read-only:
+        filtering before copying keeps controllers that scan often from copying everything."""
         with self.lock:
             items = sorted(self._objects[plural].items())
-            return [deep_copy(o) for (ns, _), o in items if namespace is None or ns == namespace]
+            return [
+                deep_copy(o)
+                for (ns, _), o in items
+                if (namespace is None or ns == namespace) and (where is None or where(o))
+            ]
+
+    def visit(self, plural: str, visitor: Callable[[dict], None]) -> None:
+        """Call ``visitor`` on every stored object of a resource, under the lock and without
+        copying: for read-only scans (the scheduler's per-node usage) that run very often."""
+        with self.lock:
+            for obj in self._objects[plural].values():
+                visitor(obj)
 
     def snapshot_at(self, plural: str, namespace: str | None, rv: int) -> list[dict]:
         """The objects as they were at ``rv`` (reconstructed from history; 410 if compacted)."""
