@@ -55,6 +55,8 @@ def test_students_cannot_reach_the_allocation_api(local_hub: LocalHub):
         json={"gpu_type": "RTX3090", "fraction": "1/4", "owner": {"user": "student2"}},
     )
     assert refused.status_code == 403
+    assert student.api("POST", "/ai-console/allocations/any-id/commit").status_code == 403
+    assert student.api("DELETE", "/ai-console/allocations/any-id").status_code == 403
     anonymous = HubClient(local_hub.url)
     assert anonymous.api("GET", "/ai-console/capacity").status_code == 403
 
