@@ -48,6 +48,15 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
 
     _chosen_profile: dict | None = None
     _starting: bool = False
+    _options_loaded: bool = False
+
+    async def load_user_options(self) -> None:
+        # _start loads the options early (to reserve before the pod work) and KubeSpawner's own
+        # _start loads them again; once per start is enough.
+        if self._starting and self._options_loaded:
+            return
+        await super().load_user_options()
+        self._options_loaded = self._starting
 
     def _load_profile(self, slug: str | None, profile_list: list[dict]) -> None:
         super()._load_profile(slug, profile_list)
@@ -75,11 +84,12 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
 
     async def _start(self) -> Any:
         self._starting = True
+        self._options_loaded = False
         self.release_slice("a new start")
         self.slice_message = ""
         try:
             # Reserve before KubeSpawner's own start work, so the spawn page shows the placement
-            # (or the refusal) at once; KubeSpawner loads the same options again, harmlessly.
+            # (or the refusal) at once.
             try:
                 await self.load_user_options()
             except ValueError as err:  # KubeSpawner's check of user_options (crafted profile)
