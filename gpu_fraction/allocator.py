@@ -187,8 +187,7 @@ class Allocator:
             raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
         with self._lock:
             now = self._clock()
-            if self._expiry and self._expiry[0][0] <= now:
-                self._expire_locked(now)
+            self._expire_locked(now)
             pool = self._pools.get(request.gpu_type)
             if pool is None:
                 raise UnknownGPUTypeError(request.gpu_type, list(self._pools))
@@ -211,8 +210,7 @@ class Allocator:
         """Make a reservation permanent (the pod or process now exists)."""
         with self._lock:
             now = self._clock()
-            if self._expiry and self._expiry[0][0] <= now:
-                self._expire_locked(now)
+            self._expire_locked(now)
             record = self._records.get(allocation_id)
             if record is None:
                 raise UnknownAllocationError(allocation_id)

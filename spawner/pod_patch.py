@@ -29,8 +29,10 @@ from gpu_fraction.enforcement import (
     ENV_CUDA_VISIBLE_DEVICES,
     ENV_NVIDIA_VISIBLE_DEVICES,
     NO_DEVICE,
+    STARTUP_MOUNT_PATH,
     MpsSettings,
     container_environment,
+    has_caps,
     kubernetes_volumes,
 )
 from gpu_fraction.model import Allocation
@@ -84,9 +86,7 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
 
 
 def _startup_path(allocation: Allocation, settings: SliceSettings) -> str | None:
-    from gpu_fraction.enforcement import STARTUP_MOUNT_PATH
-
-    return STARTUP_MOUNT_PATH if settings.startup_configmap and not allocation.is_whole else None
+    return STARTUP_MOUNT_PATH if settings.startup_configmap and has_caps(allocation) else None
 
 
 def _drop_gpu_resource(container) -> None:

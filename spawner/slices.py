@@ -57,9 +57,11 @@ class SliceRefused(web.HTTPError):
 
 def decision_from_profile(profile: dict | None) -> SliceDecision:
     """The slice a profile asks for, from its ``ai_console.gpu`` block (none: CPU-only)."""
-    gpu = ((profile or {}).get(PROFILE_KEY) or {}).get("gpu")
+    ours = (profile or {}).get(PROFILE_KEY) or {}
+    project = ours.get("project", "")
+    gpu = ours.get("gpu")
     if not gpu:
-        return SliceDecision(None, ((profile or {}).get(PROFILE_KEY) or {}).get("project", ""))
+        return SliceDecision(None, project)
     request = SliceRequest(
         gpu_type=gpu["type"],
         fraction=gpu.get("fraction", 1),
@@ -67,7 +69,7 @@ def decision_from_profile(profile: dict | None) -> SliceDecision:
         compute_min=gpu.get("compute_min"),
         compute_max=gpu.get("compute_max", 100),
     )
-    return SliceDecision(request, (profile.get(PROFILE_KEY) or {}).get("project", ""))
+    return SliceDecision(request, project)
 
 
 class GPUSliceMixin(Configurable):

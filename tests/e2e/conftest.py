@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from pathlib import Path
 import pytest
 import requests
 
+from hub_config.up import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "student-pass-123"
 ADMIN_PASSWORD = "admin-pass-0123456789-0123456789-xyz"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 60) -> None:

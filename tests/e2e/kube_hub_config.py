@@ -2,10 +2,10 @@
 machine needs (loopback addresses, a shared password, SQLite, the proxy from node_modules)."""
 
 import os
-import socket
 from pathlib import Path
 
 from hub_config.hub import configure
+from hub_config.up import free_port
 
 c = get_config()  # noqa: F821
 configure(c, mode="kubernetes")
@@ -15,12 +15,6 @@ c.JupyterHub.db_url = f"sqlite:///{data / 'jupyterhub.sqlite'}"
 c.JupyterHub.cookie_secret_file = str(data / "cookie_secret")
 c.ConfigurableHTTPProxy.pid_file = str(data / "proxy.pid")
 c.ConfigurableHTTPProxy.command = [os.environ["TEST_HUB_PROXY"]]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"

@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from gpu_fraction import keys
+from hub_config.up import free_port
 from tests.k8s_harness.behavior import PodBehavior, ProcessSpec
 from tests.spawner.kube_setup import add_gpu_node, live_slice_pods
 
-from .conftest import ADMIN_PASSWORD, PASSWORD, ROOT, free_port, stop_process_group, wait_http
+from .conftest import ADMIN_PASSWORD, PASSWORD, ROOT, stop_process_group, wait_http
 from .hubclient import HubClient
 
 HUB_CONFIG = Path(__file__).with_name("kube_hub_config.py")
