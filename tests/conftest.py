@@ -1,3 +1,3 @@
 """Fixtures shared by the whole suite."""
 
-pytest_plugins = ["tests.k8s_harness.fixtures"]
+pytest_plugins = ["tests.control_plane.fixtures"]

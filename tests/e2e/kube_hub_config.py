@@ -1,5 +1,6 @@
 """JupyterHub config for the Kubernetes-mode tests: the product's own config, plus what a test
-machine needs (loopback addresses, a shared password, SQLite, the proxy from node_modules)."""
+machine needs (loopback addresses, a shared password, SQLite, the proxy from node_modules, the
+test's namespace)."""
 
 import os
 from pathlib import Path
@@ -26,7 +27,7 @@ c.SharedPasswordAuthenticator.user_password = os.environ["TEST_HUB_PASSWORD"]
 c.SharedPasswordAuthenticator.admin_password = os.environ["TEST_HUB_ADMIN_PASSWORD"]
 c.Authenticator.allow_all = True
 c.Authenticator.admin_users = {"admin"}
-c.KubeSpawner.namespace = "default"
+c.KubeSpawner.namespace = os.environ["TEST_HUB_NAMESPACE"]
 c.KubeSpawner.start_timeout = 90
 c.KubeSpawner.http_timeout = 60
-c.GPUSliceManager.namespace = "default"
+c.GPUSliceManager.namespace = os.environ["TEST_HUB_NAMESPACE"]

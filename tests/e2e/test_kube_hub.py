@@ -1,6 +1,7 @@
-"""A real JupyterHub with FractionalGPUKubeSpawner against the Kubernetes API harness: spawn on a
-1/4 slice, reach the single-user server through the proxy, stop; four students share one GPU and
-the fifth is refused; the hub killed mid-spawn rebuilds its ledger from the pods."""
+"""A real JupyterHub with FractionalGPUKubeSpawner against the real control plane, as the hub's
+ServiceAccount: spawn on a 1/4 slice, reach the single-user server through the proxy, stop;
+four students share one GPU and the fifth is refused; the hub killed mid-spawn rebuilds its
+ledger from the pods."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 
 from gpu_fraction import keys
 from hub_config.up import free_port
-from tests.k8s_harness.behavior import PodBehavior, ProcessSpec
+from tests.control_plane.behavior import PodBehavior, ProcessSpec
 from tests.spawner.kube_setup import add_gpu_node, live_slice_pods
 
 from .conftest import ADMIN_PASSWORD, PASSWORD, ROOT, stop_process_group, wait_http
@@ -43,7 +44,8 @@ class KubeHub:
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.harness.kubeconfig_path),
+            "KUBECONFIG": str(self.harness.hub_kubeconfig),
+            "TEST_HUB_NAMESPACE": self.harness.namespace,
             "TEST_HUB_DATA": str(self.data),
             "TEST_HUB_PROXY": str(ROOT / "node_modules" / ".bin" / "configurable-http-proxy"),
             "TEST_HUB_PASSWORD": PASSWORD,
@@ -83,8 +85,8 @@ class KubeHub:
 
 
 @pytest.fixture
-def kube_hub(k8s_harness_factory, tmp_path) -> Iterator[KubeHub]:
-    harness = k8s_harness_factory(nodes=[])
+def kube_hub(kube, tmp_path) -> Iterator[KubeHub]:
+    harness = kube
     add_gpu_node(harness, "gpu-01", gpus=1)
     harness.set_pod_behavior(
         PodBehavior(mode="process", transform=run_singleuser_locally),

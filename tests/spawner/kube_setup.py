@@ -1,4 +1,4 @@
-"""Builders for spawner tests against the Kubernetes API harness."""
+"""Builders for spawner tests against the real control plane (``kube`` fixture)."""
 
 from __future__ import annotations
 
@@ -39,14 +39,14 @@ PROFILES = [
 ]
 
 
-def add_gpu_node(harness: Any, name: str, gpus: int = 1, **kwargs: Any) -> list[str]:
+def add_gpu_node(kube: Any, name: str, gpus: int = 1, **kwargs: Any) -> list[str]:
     """A node with RTX 3090s under the allocator, as GFD and our agent label it."""
     uuids = [f"GPU-{name}-{i:04d}-3f2a-0000-000000000000" for i in range(gpus)]
     published = [
         {"index": i, "uuid": u, "product": "NVIDIA GeForce RTX 3090", "memory_mib": 24576}
         for i, u in enumerate(uuids)
     ]
-    harness.add_node(
+    kube.add_node(
         name,
         labels={**RTX_LABELS, keys.GFD_COUNT: str(gpus), **kwargs.pop("labels", {})},
         annotations={keys.ANN_NODE_GPUS: json.dumps(published)},
@@ -56,9 +56,10 @@ def add_gpu_node(harness: Any, name: str, gpus: int = 1, **kwargs: Any) -> list[
     return uuids
 
 
-def spawner_config(**settings: Any) -> Config:
+def spawner_config(namespace: str, **settings: Any) -> Config:
     c = Config()
-    c.KubeSpawner.namespace = "default"
+    c.KubeSpawner.namespace = namespace
+    c.GPUSliceManager.namespace = namespace
     c.KubeSpawner.profile_list = PROFILES
     c.KubeSpawner.start_timeout = 30
     c.KubeSpawner.k8s_api_request_retry_timeout = 20
@@ -77,11 +78,11 @@ def make_spawner(config: Config, user: str, profile: str | None = None, cls=None
     return spawner
 
 
-def live_slice_pods(harness: Any, include_terminating: bool = True) -> dict[str, str]:
+def live_slice_pods(kube: Any, include_terminating: bool = True) -> dict[str, str]:
     """What the cluster says: pod name -> allocation id, for pods holding a slice."""
     return {
         p["metadata"]["name"]: p["metadata"]["annotations"][keys.ANN_ALLOCATION]
-        for p in harness.list("pods", "default")
+        for p in kube.list("pods")
         if keys.ANN_ALLOCATION in (p["metadata"].get("annotations") or {})
         and (include_terminating or not p["metadata"].get("deletionTimestamp"))
     }

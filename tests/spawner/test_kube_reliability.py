@@ -13,11 +13,13 @@ from spawner.manager import GPUSliceManager
 from .kube_setup import add_gpu_node, live_slice_pods, make_spawner, spawner_config
 
 
-async def test_failed_stop_keeps_the_slice_until_the_pod_is_gone(k8s_harness_factory):
-    harness = k8s_harness_factory(nodes=[])
+async def test_failed_stop_keeps_the_slice_until_the_pod_is_gone(kube):
+    harness = kube
     add_gpu_node(harness, "gpu-01", gpus=1)
     spawner = make_spawner(
-        spawner_config(KubeSpawner__k8s_api_request_retry_timeout=2), "frank", "quarter"
+        spawner_config(harness.namespace, KubeSpawner__k8s_api_request_retry_timeout=2),
+        "frank",
+        "quarter",
     )
     await spawner.start()
     manager = GPUSliceManager.instance()
@@ -27,18 +29,21 @@ async def test_failed_stop_keeps_the_slice_until_the_pod_is_gone(k8s_harness_fac
     assert len(manager.allocations()) == 1  # the pod may still run on its GPU
     harness.faults.remove(rule)
     harness.delete("pods", spawner.pod_name)
-    harness.wait_for_deletion("pods", spawner.pod_name, "default")
+    harness.wait_for_deletion("pods", spawner.pod_name)
     released = await manager.reconcile()
     assert [a.owner.user for a in released] == ["frank"]
     assert manager.allocations() == []
 
 
-async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(k8s_harness_factory):
-    harness = k8s_harness_factory(nodes=[], seed=7)
+async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
+    harness = kube
+    harness.faults.reseed(7)
     for n in range(13):
         add_gpu_node(harness, f"gpu-{n:02d}", gpus=4)  # 52 GPUs: 208 quarter slices
     config = spawner_config(
-        KubeSpawner__k8s_api_request_retry_timeout=10, KubeSpawner__start_timeout=60
+        harness.namespace,
+        KubeSpawner__k8s_api_request_retry_timeout=10,
+        KubeSpawner__start_timeout=60,
     )
     spawners = [make_spawner(config, f"user{i:03d}", "quarter") for i in range(200)]
     # Build the inventory before the faults start, as the hub does at start-up.
@@ -80,6 +85,6 @@ async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(k8s_ha
     assert held == set(live_slice_pods(harness).values())
     for name in list(live_slice_pods(harness)):
         harness.delete("pods", name)
-        harness.wait_for_deletion("pods", name, "default")
+        harness.wait_for_deletion("pods", name)
     await manager.reconcile()
     assert manager.allocations() == []

@@ -1,4 +1,4 @@
-"""FractionalGPUKubeSpawner against the strict Kubernetes API harness (simulated kubelet)."""
+"""FractionalGPUKubeSpawner against the real control plane, as the hub's ServiceAccount."""
 
 from __future__ import annotations
 
@@ -14,12 +14,11 @@ from .kube_setup import add_gpu_node, make_spawner, spawner_config
 
 
 @pytest.fixture
-def harness(k8s_harness_factory):
-    harness = k8s_harness_factory(nodes=[])
-    add_gpu_node(harness, "gpu-07", gpus=1)
-    add_gpu_node(harness, "gpu-08", gpus=2)
-    harness.add_node("cpu-01")  # no GPU labels: not managed
-    return harness
+def harness(kube):
+    add_gpu_node(kube, "gpu-07", gpus=1)
+    add_gpu_node(kube, "gpu-08", gpus=2)
+    kube.add_node("cpu-01")  # no GPU labels: not managed
+    return kube
 
 
 def manager() -> GPUSliceManager:
@@ -27,7 +26,7 @@ def manager() -> GPUSliceManager:
 
 
 async def test_quarter_slice_pod_then_stop_releases(harness):
-    spawner = make_spawner(spawner_config(), "alice", "quarter")
+    spawner = make_spawner(spawner_config(harness.namespace), "alice", "quarter")
     await spawner.start()
     pod = harness.get("pods", spawner.pod_name)
     annotations = pod["metadata"]["annotations"]
@@ -54,7 +53,7 @@ async def test_quarter_slice_pod_then_stop_releases(harness):
 
 
 async def test_placement_is_the_first_progress_message(harness):
-    spawner = make_spawner(spawner_config(), "bob", "quarter")
+    spawner = make_spawner(spawner_config(harness.namespace), "bob", "quarter")
     start = asyncio.ensure_future(spawner.start())
     spawner._start_future = start
     messages = []
@@ -68,12 +67,12 @@ async def test_placement_is_the_first_progress_message(harness):
 
 
 async def test_whole_and_cpu_only_profiles(harness):
-    two = make_spawner(spawner_config(), "carol", "two")
+    two = make_spawner(spawner_config(harness.namespace), "carol", "two")
     await two.start()
     pod = harness.get("pods", two.pod_name)
     assert pod["metadata"]["annotations"][keys.ANN_NODE] == "gpu-08"
     assert len(pod["metadata"]["annotations"][keys.ANN_GPU_UUIDS].split(",")) == 2
-    cpu = make_spawner(spawner_config(), "dave", "cpu")
+    cpu = make_spawner(spawner_config(harness.namespace), "dave", "cpu")
     await cpu.start()
     cpu_pod = harness.get("pods", cpu.pod_name)
     env = {e["name"]: e.get("value") for e in cpu_pod["spec"]["containers"][0]["env"]}
@@ -84,10 +83,12 @@ async def test_whole_and_cpu_only_profiles(harness):
     assert manager().allocations() == []
 
 
-async def test_four_quarters_fit_and_the_fifth_is_refused(k8s_harness_factory):
-    harness = k8s_harness_factory(nodes=[])
+async def test_four_quarters_fit_and_the_fifth_is_refused(kube):
+    harness = kube
     add_gpu_node(harness, "gpu-01", gpus=1)
-    spawners = [make_spawner(spawner_config(), f"student{i}", "quarter") for i in range(5)]
+    spawners = [
+        make_spawner(spawner_config(harness.namespace), f"student{i}", "quarter") for i in range(5)
+    ]
     await asyncio.gather(*(s.start() for s in spawners[:4]))
     with pytest.raises(SliceRefused) as refused:
         await spawners[4].start()
@@ -99,18 +100,31 @@ async def test_four_quarters_fit_and_the_fifth_is_refused(k8s_harness_factory):
     assert manager().allocations() == []
 
 
-async def test_failed_pod_create_releases_the_slice(harness):
-    harness.faults.fail(1.0, 422, verbs="create", resources="pods")
-    spawner = make_spawner(
-        spawner_config(KubeSpawner__k8s_api_request_retry_timeout=2), "erin", "quarter"
+async def test_pod_refused_by_a_resource_quota_releases_the_slice(harness):
+    # Real admission: the namespace's ResourceQuota allows no more pods.
+    harness.admin.create(
+        "resourcequotas", {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}},
+        harness.namespace,
+    )  # fmt: skip
+    harness.admin.wait_for(
+        "resourcequotas",
+        "no-pods",
+        harness.namespace,
+        lambda q: q and q.get("status", {}).get("hard"),
     )
-    with pytest.raises(Exception):  # noqa: B017  (KubeSpawner re-raises the API error)
+    spawner = make_spawner(
+        spawner_config(harness.namespace, KubeSpawner__k8s_api_request_retry_timeout=2),
+        "erin",
+        "quarter",
+    )
+    with pytest.raises(Exception, match="exceeded quota"):
         await spawner.start()
+    assert harness.get("pods", spawner.pod_name) is None
     assert manager().allocations() == []
 
 
 async def test_crafted_profile_is_refused(harness):
-    spawner = make_spawner(spawner_config(), "mallory", "no-such-profile")
+    spawner = make_spawner(spawner_config(harness.namespace), "mallory", "no-such-profile")
     with pytest.raises(Exception, match="no-such-profile"):
         await spawner.start()
     assert manager().allocations() == []
