@@ -10,13 +10,19 @@ NODE_STAMP := node_modules/.installed
 # this machine's GPUs through NVML instead.
 SIMULATE ?= gpu-01=RTX3090:24576x2,gpu-02=A100:81920x1
 
-.PHONY: run test install lint format bench clean
+.PHONY: run test install lint format bench clean control-plane
 
 run: install
 	$(BIN)/ai-console up $(if $(SIMULATE),--simulate-gpus "$(SIMULATE)")
 
-test: install lint /usr/bin/chromium
+test: install lint /usr/bin/chromium control-plane
 	$(BIN)/python -m pytest
+
+# The Kubernetes tests run a real control plane built from k8s.io/kubernetes (pinned in
+# tests/control_plane/gomod): about 10 minutes the first time on a machine, then cached outside
+# the work tree. AI_CONSOLE_K8S_BIN=<dir> uses prebuilt binaries instead.
+control-plane: install
+	@$(BIN)/python -m tests.control_plane.binaries
 
 # torch (CPU build) is installed so the framework startup hook is tested against the real
 # library; on these machines pip takes it from the local wheel directory.

@@ -1,8 +1,9 @@
-"""Spawn benchmark: 200 concurrent spawns against the Kubernetes API harness, stock KubeSpawner
-versus FractionalGPUKubeSpawner, same profiles minus the GPU block.
+"""Spawn benchmark: 200 concurrent spawns on the real control plane (kube-apiserver, scheduler,
+controllers, the process kubelet), stock KubeSpawner versus FractionalGPUKubeSpawner, same
+profiles minus the GPU block, both as the hub's ServiceAccount.
 
-The harness runs as its own process, as an API server would, so the figures are the hub's
-time (plus the API round trips), not the harness's schema validation competing for one GIL.
+The control plane and its kubelet run in their own processes (``python -m tests.control_plane``),
+so the hub's CPU figure is the hub's alone.
 
 Run: ``python benchmarks/spawn.py --json``. The last line printed is one JSON object with
 ``spawns``, ``kubespawner_s`` and ``ours_s`` (wall time until every server started, best of
@@ -32,10 +33,11 @@ from kubespawner import KubeSpawner
 from gpu_fraction import keys
 from spawner.kube import FractionalGPUKubeSpawner
 from spawner.manager import GPUSliceManager
-from tests.k8s_harness.fixtures import reset_client_caches
+from tests.control_plane.fixtures import reset_client_caches
 from tests.spawner.kube_setup import PROFILES, RTX_LABELS, make_spawner, spawner_config
 
 ROOT = Path(__file__).resolve().parents[1]
+NAMESPACE = "bench"
 
 
 def stock_profiles() -> list[dict]:
@@ -82,18 +84,20 @@ def gpu_nodes(count: int) -> list[dict]:
     return nodes
 
 
-def wait_for_url(process: subprocess.Popen) -> str:
+def wait_until_ready(process: subprocess.Popen) -> None:
     for line in process.stdout:  # type: ignore[union-attr]
-        if line.startswith("K8S_HARNESS_URL="):
-            return line.strip().split("=", 1)[1]
-    raise RuntimeError("the harness exited before serving")
+        if line.startswith("CONTROL_PLANE_READY"):
+            return
+    raise RuntimeError("the control plane exited before it was ready")
 
 
 def run_round(cls, count: int, tag: str) -> tuple[float, float, int]:
     reset_client_caches(load=True)
     GPUSliceManager.clear_instance()
     profiles = PROFILES if cls is FractionalGPUKubeSpawner else stock_profiles()
-    config = spawner_config(KubeSpawner__profile_list=profiles, KubeSpawner__start_timeout=120)
+    config = spawner_config(
+        NAMESPACE, KubeSpawner__profile_list=profiles, KubeSpawner__start_timeout=120
+    )
     elapsed, cpu = asyncio.run(spawn_all(cls, config, count, tag))
     oversubscribed = 0
     if GPUSliceManager.initialized():
@@ -113,25 +117,25 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         nodes_file = Path(tmp) / "nodes.json"
         nodes_file.write_text(json.dumps(gpu_nodes(max(1, -(-args.spawns // 16)))))
-        kubeconfig = Path(tmp) / "kubeconfig"
-        harness = subprocess.Popen(
+        kubeconfig = Path(tmp) / "root" / "hub.kubeconfig"
+        plane = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
-                "tests.k8s_harness",
-                "--kubeconfig",
-                str(kubeconfig),
+                "tests.control_plane",
+                "--root",
+                str(Path(tmp) / "root"),
                 "--nodes-json",
                 str(nodes_file),
-                "--root-dir",
-                str(Path(tmp) / "root"),
+                "--namespace",
+                NAMESPACE,
             ],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             text=True,
         )
         try:
-            wait_for_url(harness)
+            wait_until_ready(plane)
             os.environ["KUBECONFIG"] = str(kubeconfig)
             # The client read KUBECONFIG into a module default when it was imported.
             kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
@@ -146,14 +150,14 @@ def main() -> int:
                     oversubscribed += over
                     log(f"round {round_} {cls.__name__}: {elapsed:.2f}s, hub CPU {cpu:.2f}s")
         finally:
-            harness.terminate()
-            harness.wait(timeout=30)
+            plane.terminate()
+            plane.wait(timeout=60)
     result = {
         "spawns": args.spawns,
         "kubespawner_s": round(min(stock), 3),
         "ours_s": round(min(ours), 3),
         "ratio": round(min(ours) / min(stock), 3),
-        # CPU the hub process spent on the spawns (the harness runs in its own process).
+        # CPU the hub process spent on the spawns (the control plane runs in its own processes).
         "kubespawner_hub_cpu_s": round(min(stock_cpu), 3),
         "ours_hub_cpu_s": round(min(ours_cpu), 3),
         "oversubscribed": oversubscribed,

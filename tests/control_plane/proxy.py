@@ -213,10 +213,12 @@ class _ProxyHandler(tornado.web.RequestHandler):
                 else:
                     self.write(await resp.read())
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-            log.warning("upstream failed on %s %s: %r", req.method, req.uri, exc)
+            log.warning(
+                "upstream failed on %s %s: %s: %s", req.method, req.uri, type(exc).__name__, exc
+            )
             if not self._headers_written:
                 self.clear()
-                message = f"the proxy could not reach the API server: {exc!r}"
+                message = f"the proxy could not reach the API server: {type(exc).__name__}: {exc}"
                 self._answer(503, status_object(503, "ServiceUnavailable", message, None), {})
                 return
         self.finish()
@@ -332,11 +334,17 @@ class FaultProxy:
 
     async def _startup(self, sockets: list[socket.socket]) -> None:
         # 200 concurrent clients may go through; aiohttp's default pool holds 100 connections.
-        connector = aiohttp.TCPConnector(ssl=self._upstream_ssl, limit=1000)
+        # Before Python 3.12.8, asyncio leaks TLS transports closed mid-stream unless aiohttp
+        # aborts them (at the latest when the session closes).
+        connector = aiohttp.TCPConnector(
+            ssl=self._upstream_ssl,
+            limit=1000,
+            enable_cleanup_closed=aiohttp.connector.NEEDS_CLEANUP_CLOSED,
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=_UPSTREAM_TIMEOUT,
-            auto_decompress=False,
+            auto_decompress=False,  # a body the API server encoded anyway passes unchanged
             skip_auto_headers=("Accept-Encoding", "User-Agent"),
         )
         app = tornado.web.Application(

@@ -32,8 +32,8 @@ def run_singleuser_locally(spec: ProcessSpec) -> ProcessSpec:
 
 
 class KubeHub:
-    def __init__(self, harness, tmp_path: Path) -> None:
-        self.harness = harness
+    def __init__(self, kube, tmp_path: Path) -> None:
+        self.kube = kube
         self.data = tmp_path / "hub"
         self.data.mkdir()
         self.port = free_port()
@@ -44,8 +44,8 @@ class KubeHub:
     def start(self) -> None:
         env = {
             **os.environ,
-            "KUBECONFIG": str(self.harness.hub_kubeconfig),
-            "TEST_HUB_NAMESPACE": self.harness.namespace,
+            "KUBECONFIG": str(self.kube.hub_kubeconfig),
+            "TEST_HUB_NAMESPACE": self.kube.namespace,
             "TEST_HUB_DATA": str(self.data),
             "TEST_HUB_PROXY": str(ROOT / "node_modules" / ".bin" / "configurable-http-proxy"),
             "TEST_HUB_PASSWORD": PASSWORD,
@@ -86,13 +86,12 @@ class KubeHub:
 
 @pytest.fixture
 def kube_hub(kube, tmp_path) -> Iterator[KubeHub]:
-    harness = kube
-    add_gpu_node(harness, "gpu-01", gpus=1)
-    harness.set_pod_behavior(
+    add_gpu_node(kube, "gpu-01", gpus=1)
+    kube.set_pod_behavior(
         PodBehavior(mode="process", transform=run_singleuser_locally),
         selector="component=singleuser-server",
     )
-    hub = KubeHub(harness, tmp_path)
+    hub = KubeHub(kube, tmp_path)
     hub.start()
     try:
         yield hub
@@ -100,9 +99,9 @@ def kube_hub(kube, tmp_path) -> Iterator[KubeHub]:
         hub.stop()
 
 
-def slice_pods(harness) -> dict[str, str]:
+def slice_pods(kube) -> dict[str, str]:
     """Live pods holding a slice: pod name -> allocation id (what the cluster says)."""
-    return live_slice_pods(harness, include_terminating=False)
+    return live_slice_pods(kube, include_terminating=False)
 
 
 def hub_allocations(admin: HubClient) -> dict[str, dict]:
@@ -124,17 +123,19 @@ def test_spawn_reach_and_stop_through_a_real_hub(kube_hub: KubeHub):
     server = student.wait_for_server("student1", timeout=120)
     assert server.get("ready"), kube_hub.logs()
 
-    pod = kube_hub.harness.get("pods", "jupyter-student1")
+    pod = kube_hub.kube.get("pods", "jupyter-student1")
     annotations = pod["metadata"]["annotations"]
     assert annotations[keys.ANN_OWNER_USER] == "student1"
     assert annotations[keys.ANN_OWNER_PROJECT] == "cs101"
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == annotations[keys.ANN_GPU_UUIDS]
     assert pod["spec"]["affinity"]["nodeAffinity"]  # pinned to its GPU's node
-    assert (
-        "automountServiceAccountToken" not in pod["spec"]
-        or not pod["spec"]["automountServiceAccountToken"]
-    )  # the user pod holds no Kubernetes credentials
+    # The user pod holds no Kubernetes credentials: the admitted pod (after the ServiceAccount
+    # admission plugin) has no token volume, and no container mounts one.
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    assert not [v for v in pod["spec"].get("volumes", []) if "projected" in v]
+    mounts = [m["mountPath"] for m in pod["spec"]["containers"][0].get("volumeMounts", [])]
+    assert "/var/run/secrets/kubernetes.io/serviceaccount" not in mounts
 
     lab = student.open_server("student1")
     assert lab.status_code == 200 and "JupyterLab" in lab.text
@@ -146,7 +147,7 @@ def test_spawn_reach_and_stop_through_a_real_hub(kube_hub: KubeHub):
     admin = HubClient(kube_hub.url)
     admin.login("admin", ADMIN_PASSWORD)
     assert hub_allocations(admin) == {}
-    assert slice_pods(kube_hub.harness) == {}
+    assert slice_pods(kube_hub.kube) == {}
 
 
 def test_four_students_share_a_gpu_and_the_fifth_is_refused(kube_hub: KubeHub):
@@ -165,13 +166,13 @@ def test_four_students_share_a_gpu_and_the_fifth_is_refused(kube_hub: KubeHub):
     assert any(
         "No GPU slice available: no RTX3090 has 1/4 free: 1 of 1 in use" in m for m in messages
     ), messages
-    assert kube_hub.harness.get("pods", "jupyter-teacher") is None
+    assert kube_hub.kube.get("pods", "jupyter-teacher") is None
 
     admin = HubClient(kube_hub.url)
     admin.login("admin", ADMIN_PASSWORD)
     held = hub_allocations(admin)
     assert sorted(a["owner"]["user"] for a in held.values()) == names[:4]
-    assert set(held) == set(slice_pods(kube_hub.harness).values())
+    assert set(held) == set(slice_pods(kube_hub.kube).values())
     for client, name in zip(students[:4], names[:4], strict=True):
         client.api("DELETE", f"/users/{name}/server")
     for client, name in zip(students[:4], names[:4], strict=True):
@@ -180,9 +181,9 @@ def test_four_students_share_a_gpu_and_the_fifth_is_refused(kube_hub: KubeHub):
 
 
 def test_hub_killed_mid_spawn_rebuilds_the_ledger_from_pods(kube_hub: KubeHub):
-    harness = kube_hub.harness
+    kube = kube_hub.kube
     # Pods take a while to start, so the kill lands while spawns are in flight.
-    harness.set_pod_behavior(
+    kube.set_pod_behavior(
         PodBehavior(mode="process", transform=run_singleuser_locally, start_delay=3.0),
         selector="component=singleuser-server",
     )
@@ -193,9 +194,9 @@ def test_hub_killed_mid_spawn_rebuilds_the_ledger_from_pods(kube_hub: KubeHub):
         client.spawn(name, "pytorch-quarter-3090")
         clients.append(client)
     deadline = time.monotonic() + 30
-    while len(slice_pods(harness)) < 3 and time.monotonic() < deadline:
+    while len(slice_pods(kube)) < 3 and time.monotonic() < deadline:
         time.sleep(0.1)
-    before = slice_pods(harness)
+    before = slice_pods(kube)
     assert len(before) == 3
     kube_hub.kill()
 

@@ -14,41 +14,39 @@ from .kube_setup import add_gpu_node, live_slice_pods, make_spawner, spawner_con
 
 
 async def test_failed_stop_keeps_the_slice_until_the_pod_is_gone(kube):
-    harness = kube
-    add_gpu_node(harness, "gpu-01", gpus=1)
+    add_gpu_node(kube, "gpu-01", gpus=1)
     spawner = make_spawner(
-        spawner_config(harness.namespace, KubeSpawner__k8s_api_request_retry_timeout=2),
+        spawner_config(kube.namespace, KubeSpawner__k8s_api_request_retry_timeout=2),
         "frank",
         "quarter",
     )
     await spawner.start()
     manager = GPUSliceManager.instance()
-    rule = harness.faults.fail(1.0, 500, verbs="delete", resources="pods")
+    rule = kube.faults.fail(1.0, 500, verbs="delete", resources="pods")
     with pytest.raises(Exception):  # noqa: B017  (the delete keeps failing)
         await spawner.stop()
     assert len(manager.allocations()) == 1  # the pod may still run on its GPU
-    harness.faults.remove(rule)
-    harness.delete("pods", spawner.pod_name)
-    harness.wait_for_deletion("pods", spawner.pod_name)
+    kube.faults.remove(rule)
+    kube.delete("pods", spawner.pod_name)
+    kube.wait_for_deletion("pods", spawner.pod_name)
     released = await manager.reconcile()
     assert [a.owner.user for a in released] == ["frank"]
     assert manager.allocations() == []
 
 
 async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
-    harness = kube
-    harness.faults.reseed(7)
+    kube.faults.reseed(7)
     for n in range(13):
-        add_gpu_node(harness, f"gpu-{n:02d}", gpus=4)  # 52 GPUs: 208 quarter slices
+        add_gpu_node(kube, f"gpu-{n:02d}", gpus=4)  # 52 GPUs: 208 quarter slices
     config = spawner_config(
-        harness.namespace,
+        kube.namespace,
         KubeSpawner__k8s_api_request_retry_timeout=10,
         KubeSpawner__start_timeout=60,
     )
     spawners = [make_spawner(config, f"user{i:03d}", "quarter") for i in range(200)]
     # Build the inventory before the faults start, as the hub does at start-up.
     await GPUSliceManager.instance(config=config).ready()
-    harness.faults.fail(0.10, 503, verbs=["create", "delete", "get", "list", "patch"])
+    kube.faults.fail(0.10, 503, verbs=["create", "delete", "get", "list", "patch"])
     rng = random.Random(3)
     outcomes: dict[str, str] = {}
     oversubscribed_seen: list[int] = []
@@ -72,8 +70,8 @@ async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
         outcomes[spawner.user.name] += ", stop failed"
 
     await asyncio.gather(*(life(s) for s in spawners))
-    injected = harness.faults.injected
-    harness.faults.clear()
+    injected = kube.faults.injected
+    kube.faults.clear()
     manager = GPUSliceManager.instance()
     assert injected > 20, "the faults did not fire"
     assert list(outcomes.values()).count("started") >= 150
@@ -82,9 +80,9 @@ async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
     # What the allocator holds is exactly what the cluster says: no leaked slice, and every
     # pod that still exists (a stop that kept failing) still holds its slice.
     held = {a.id for a in manager.allocations()}
-    assert held == set(live_slice_pods(harness).values())
-    for name in list(live_slice_pods(harness)):
-        harness.delete("pods", name)
-        harness.wait_for_deletion("pods", name)
+    assert held == set(live_slice_pods(kube).values())
+    for name in list(live_slice_pods(kube)):
+        kube.delete("pods", name)
+        kube.wait_for_deletion("pods", name)
     await manager.reconcile()
     assert manager.allocations() == []

@@ -14,21 +14,21 @@ from .kube_setup import add_gpu_node, make_spawner, spawner_config
 
 
 @pytest.fixture
-def harness(kube):
+def gpu_nodes(kube):
     add_gpu_node(kube, "gpu-07", gpus=1)
     add_gpu_node(kube, "gpu-08", gpus=2)
     kube.add_node("cpu-01")  # no GPU labels: not managed
-    return kube
 
 
 def manager() -> GPUSliceManager:
     return GPUSliceManager.instance()
 
 
-async def test_quarter_slice_pod_then_stop_releases(harness):
-    spawner = make_spawner(spawner_config(harness.namespace), "alice", "quarter")
+@pytest.mark.usefixtures("gpu_nodes")
+async def test_quarter_slice_pod_then_stop_releases(kube):
+    spawner = make_spawner(spawner_config(kube.namespace), "alice", "quarter")
     await spawner.start()
-    pod = harness.get("pods", spawner.pod_name)
+    pod = kube.get("pods", spawner.pod_name)
     annotations = pod["metadata"]["annotations"]
     assert annotations[keys.ANN_FRACTION] == "1/4"
     node = annotations[keys.ANN_NODE]
@@ -42,18 +42,19 @@ async def test_quarter_slice_pod_then_stop_releases(harness):
     )
     assert pod["status"]["phase"] == "Running"
     # The start-up hook ConfigMap was created by the hub and is mounted.
-    assert harness.get("configmaps", "ai-console-startup")["data"]["sitecustomize.py"]
+    assert kube.get("configmaps", "ai-console-startup")["data"]["sitecustomize.py"]
     allocation = manager().allocator.get(annotations[keys.ANN_ALLOCATION])
     assert allocation is not None and manager().allocator.is_committed(allocation.id)
     ours = {k: v for k, v in annotations.items() if k.startswith(keys.PREFIX)}
     assert spawner.get_state()["ai_console_slice"] == ours
     await spawner.stop()
-    assert harness.get("pods", spawner.pod_name) is None
+    assert kube.get("pods", spawner.pod_name) is None
     assert manager().allocations() == []
 
 
-async def test_placement_is_the_first_progress_message(harness):
-    spawner = make_spawner(spawner_config(harness.namespace), "bob", "quarter")
+@pytest.mark.usefixtures("gpu_nodes")
+async def test_placement_is_the_first_progress_message(kube):
+    spawner = make_spawner(spawner_config(kube.namespace), "bob", "quarter")
     start = asyncio.ensure_future(spawner.start())
     spawner._start_future = start
     messages = []
@@ -66,15 +67,16 @@ async def test_placement_is_the_first_progress_message(harness):
     await spawner.stop()
 
 
-async def test_whole_and_cpu_only_profiles(harness):
-    two = make_spawner(spawner_config(harness.namespace), "carol", "two")
+@pytest.mark.usefixtures("gpu_nodes")
+async def test_whole_and_cpu_only_profiles(kube):
+    two = make_spawner(spawner_config(kube.namespace), "carol", "two")
     await two.start()
-    pod = harness.get("pods", two.pod_name)
+    pod = kube.get("pods", two.pod_name)
     assert pod["metadata"]["annotations"][keys.ANN_NODE] == "gpu-08"
     assert len(pod["metadata"]["annotations"][keys.ANN_GPU_UUIDS].split(",")) == 2
-    cpu = make_spawner(spawner_config(harness.namespace), "dave", "cpu")
+    cpu = make_spawner(spawner_config(kube.namespace), "dave", "cpu")
     await cpu.start()
-    cpu_pod = harness.get("pods", cpu.pod_name)
+    cpu_pod = kube.get("pods", cpu.pod_name)
     env = {e["name"]: e.get("value") for e in cpu_pod["spec"]["containers"][0]["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert keys.ANN_ALLOCATION not in (cpu_pod["metadata"].get("annotations") or {})
@@ -84,47 +86,48 @@ async def test_whole_and_cpu_only_profiles(harness):
 
 
 async def test_four_quarters_fit_and_the_fifth_is_refused(kube):
-    harness = kube
-    add_gpu_node(harness, "gpu-01", gpus=1)
+    add_gpu_node(kube, "gpu-01", gpus=1)
     spawners = [
-        make_spawner(spawner_config(harness.namespace), f"student{i}", "quarter") for i in range(5)
+        make_spawner(spawner_config(kube.namespace), f"student{i}", "quarter") for i in range(5)
     ]
     await asyncio.gather(*(s.start() for s in spawners[:4]))
     with pytest.raises(SliceRefused) as refused:
         await spawners[4].start()
     assert "No GPU slice available: no RTX3090 has 1/4 free: 1 of 1 in use" in str(refused.value)
     assert refused.value.jupyterhub_message == str(refused.value)
-    assert harness.get("pods", spawners[4].pod_name) is None  # nothing reached Kubernetes
+    assert kube.get("pods", spawners[4].pod_name) is None  # nothing reached Kubernetes
     assert len(manager().allocations()) == 4
     await asyncio.gather(*(s.stop() for s in spawners[:4]))
     assert manager().allocations() == []
 
 
-async def test_pod_refused_by_a_resource_quota_releases_the_slice(harness):
+@pytest.mark.usefixtures("gpu_nodes")
+async def test_pod_refused_by_a_resource_quota_releases_the_slice(kube):
     # Real admission: the namespace's ResourceQuota allows no more pods.
-    harness.admin.create(
+    kube.admin.create(
         "resourcequotas", {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}},
-        harness.namespace,
+        kube.namespace,
     )  # fmt: skip
-    harness.admin.wait_for(
+    kube.admin.wait_for(
         "resourcequotas",
         "no-pods",
-        harness.namespace,
+        kube.namespace,
         lambda q: q and q.get("status", {}).get("hard"),
     )
     spawner = make_spawner(
-        spawner_config(harness.namespace, KubeSpawner__k8s_api_request_retry_timeout=2),
+        spawner_config(kube.namespace, KubeSpawner__k8s_api_request_retry_timeout=2),
         "erin",
         "quarter",
     )
     with pytest.raises(Exception, match="exceeded quota"):
         await spawner.start()
-    assert harness.get("pods", spawner.pod_name) is None
+    assert kube.get("pods", spawner.pod_name) is None
     assert manager().allocations() == []
 
 
-async def test_crafted_profile_is_refused(harness):
-    spawner = make_spawner(spawner_config(harness.namespace), "mallory", "no-such-profile")
+@pytest.mark.usefixtures("gpu_nodes")
+async def test_crafted_profile_is_refused(kube):
+    spawner = make_spawner(spawner_config(kube.namespace), "mallory", "no-such-profile")
     with pytest.raises(Exception, match="no-such-profile"):
         await spawner.start()
     assert manager().allocations() == []

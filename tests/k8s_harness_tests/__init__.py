@@ -1,1 +1,0 @@
-"""Tests of the Kubernetes API test harness, using the real clients."""
