@@ -177,11 +177,11 @@ class KubeClient:
     def can_i(self, verb: str, plural: str, namespace: str | None = None, **extra: str) -> bool:
         """What the API server's authorizer says for this identity (a SelfSubjectAccessReview)."""
         base, _, sub = plural.partition("/")
-        group = RESOURCES[base][0].removeprefix("/apis/").removeprefix("/api")
+        prefix = RESOURCES[base][0]  # "/api/v1" (the core group "") or "/apis/<group>/<version>"
         attributes = {
             "verb": verb,
             "resource": base,
-            "group": group.split("/")[0] if group else "",
+            "group": prefix.split("/")[2] if prefix.startswith("/apis/") else "",
             "namespace": namespace or "",
             **({"subresource": sub} if sub else {}),
             **extra,

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 
 @dataclass
@@ -34,7 +34,6 @@ class PodBehavior:
     """Timings and outcome of a simulated pod, or how to run it as a process."""
 
     mode: Literal["simulate", "process"] = "simulate"
-    schedule_delay: float = 0.0
     # Time between scheduling and the containers starting (image pull + create).
     start_delay: float = 0.0
     # Simulated readiness delay after start (process mode uses readiness probes instead).
@@ -56,15 +55,6 @@ class PodBehavior:
     env: Mapping[str, str] = field(default_factory=dict)
     rewrite_bind_args: bool = True
     transform: Callable[[ProcessSpec], ProcessSpec | None] | None = None
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PodBehavior:
-        """Build from JSON-like data (unknown keys are an error)."""
-        names = {f.name for f in fields(cls)} - {"transform"}
-        unknown = set(data) - names
-        if unknown:
-            raise ValueError(f"unknown pod behaviour keys: {sorted(unknown)}")
-        return cls(**data)
 
 
 Matcher = Callable[[dict], bool]
@@ -134,11 +124,6 @@ class BehaviorPolicy:
 
         return remove
 
-    def clear(self) -> None:
-        """Drop all rules (the default stays)."""
-        with self._lock:
-            self._rules.clear()
-
     def resolve(self, pod: dict) -> PodBehavior:
         """The behaviour for a pod."""
         with self._lock:
@@ -147,13 +132,3 @@ class BehaviorPolicy:
             if rule.matcher(pod):
                 return rule.behavior
         return self.default
-
-    def load(self, entries: Sequence[Mapping[str, Any]]) -> None:
-        """Add rules from JSON: ``[{"selector": "...", "name": ..., "behavior": {...}}]``."""
-        for entry in entries:
-            self.add(
-                PodBehavior.from_dict(entry.get("behavior") or {}),
-                selector=entry.get("selector"),
-                name=entry.get("name"),
-                namespace=entry.get("namespace"),
-            )

@@ -17,12 +17,8 @@ def rfc3339(when: dt.datetime | None = None) -> str:
 
 
 def rfc3339_micro(when: dt.datetime | None = None) -> str:
-    """A time as metav1.MicroTime serialises it (Lease renewTime)."""
+    """A time as metav1.MicroTime serialises it (Lease renewTime); log lines carry it too."""
     return (when or utcnow()).astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-# Kubelet log lines carry the same fractional timestamps.
-rfc3339_nano = rfc3339_micro
 
 
 def parse_time(value: str) -> dt.datetime:

@@ -1,5 +1,5 @@
-"""Container-level pieces of the simulated kubelet: pod IPs, image names, simulated
-containers, per-container state and readiness probes."""
+"""Container-level pieces of the process kubelet: pod IPs, image names, stand-in containers,
+per-container state and readiness probes."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ No binaries is an error naming what is needed, never a skip.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import itertools
 import os
@@ -33,8 +34,16 @@ from .proxy import FaultProxy
 
 HUB_RBAC = Path(__file__).resolve().parents[2] / "hub_config" / "kubernetes" / "hub-rbac.yaml"
 HUB_ACCOUNT = "ai-console-hub"
+RBAC_GROUP = "rbac.authorization.k8s.io"
 ARTIFACTS = Path(os.environ.get("AI_CONSOLE_TEST_ARTIFACTS", ".test-artifacts"))
 _counter = itertools.count(1)
+
+
+@functools.cache
+def hub_rbac(kind: str) -> list[dict]:
+    """The hub's documented ``Role`` or ``ClusterRole`` objects, read once."""
+    docs = yaml.safe_load(HUB_RBAC.read_text())
+    return [{**d, "metadata": {"name": d["metadata"]["name"]}} for d in docs if d["kind"] == kind]
 
 
 def reset_client_caches(load: bool) -> None:
@@ -78,6 +87,9 @@ class Cluster:
             "runtimeclasses",
             {"metadata": {"name": "nvidia"}, "handler": "nvidia"},
         )
+        # Cluster-scoped, so made once; each test's hub gets its own binding to them.
+        for role in hub_rbac("ClusterRole"):
+            self.admin.create("clusterroles", role)
 
     def stop(self) -> None:
         self.proxy.stop()
@@ -113,31 +125,17 @@ class TestCluster:
         ns = self.namespace
         self.admin.create("serviceaccounts", {"metadata": {"name": HUB_ACCOUNT}}, ns)
         subject = [{"kind": "ServiceAccount", "name": HUB_ACCOUNT, "namespace": ns}]
-        for doc in yaml.safe_load(HUB_RBAC.read_text()):
-            role = {**doc, "metadata": {"name": doc["metadata"]["name"]}}
-            ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": doc["kind"]}
-            if doc["kind"] == "Role":
-                self.admin.create("roles", role, ns)
-                self.admin.create(
-                    "rolebindings",
-                    {
-                        "metadata": {"name": role["metadata"]["name"]},
-                        "roleRef": {**ref, "name": role["metadata"]["name"]},
-                        "subjects": subject,
-                    },
-                    ns,
-                )
-            else:
-                with contextlib.suppress(ApiError):  # shared by every test's hub
-                    self.admin.create("clusterroles", role)
-                self.admin.create(
-                    "clusterrolebindings",
-                    {
-                        "metadata": {"name": f"{role['metadata']['name']}-{ns}"},
-                        "roleRef": {**ref, "name": role["metadata"]["name"]},
-                        "subjects": subject,
-                    },
-                )
+        for role in hub_rbac("Role"):
+            name = role["metadata"]["name"]
+            self.admin.create("roles", role, ns)
+            ref = {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name}
+            binding = {"metadata": {"name": name}, "roleRef": ref, "subjects": subject}
+            self.admin.create("rolebindings", binding, ns)
+        for role in hub_rbac("ClusterRole"):
+            name = role["metadata"]["name"]
+            ref = {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name}
+            binding = {"metadata": {"name": f"{name}-{ns}"}, "roleRef": ref, "subjects": subject}
+            self.admin.create("clusterrolebindings", binding)
         self.hub_token = self.cluster.plane.service_account_token(ns, HUB_ACCOUNT)
         self.cluster.plane.write_kubeconfig(
             self.hub_kubeconfig, self.hub_credentials, url=self.cluster.proxy.url
@@ -194,12 +192,10 @@ class TestCluster:
             self.kubelet.remove_node(name)
         with contextlib.suppress(ApiError):
             self.admin.delete("namespaces", self.namespace)
-        for doc in yaml.safe_load(HUB_RBAC.read_text()):
-            if doc["kind"] == "ClusterRole":
-                with contextlib.suppress(ApiError):
-                    self.admin.delete(
-                        "clusterrolebindings", f"{doc['metadata']['name']}-{self.namespace}"
-                    )
+        for role in hub_rbac("ClusterRole"):
+            name = f"{role['metadata']['name']}-{self.namespace}"
+            with contextlib.suppress(ApiError):
+                self.admin.delete("clusterrolebindings", name)
 
 
 @pytest.fixture(scope="session")

@@ -111,16 +111,9 @@ class ProcessKubelet:
         """Stop the node's kubelet (its pods' processes die) and delete the Node."""
         self._call(self._unregister(name))
 
-    def node_names(self) -> list[str]:
-        return list(self._nodes)
-
     def set_pod_behavior(self, behavior: PodBehavior, **match: Any) -> Callable[[], None]:
         """How matching pods run (``selector=``, ``name=``, ``namespace=``, ``predicate=``)."""
         return self.policy.add(behavior, **match)
-
-    def pids(self) -> list[int]:
-        """PIDs of the container processes running now."""
-        return self._call(self._pids())
 
     # --- used by pod workers (in the loop) -----------------------------------------------------
 
@@ -135,9 +128,8 @@ class ProcessKubelet:
         return f"containerd://{self._rng.getrandbits(256):064x}"
 
     def log_dir(self, namespace: str, pod: str, uid: str, container: str) -> Path:
-        folder = self.root / "logs" / f"{namespace}_{pod}_{uid}" / container
-        folder.mkdir(parents=True, exist_ok=True)
-        return folder
+        """The folder of a container's logs, one file per run (``<restartCount>.log``)."""
+        return self.root / "logs" / f"{namespace}_{pod}_{uid}" / container
 
     async def record_event(
         self, pod: dict, type_: str, reason: str, message: str, container: str | None
@@ -401,16 +393,6 @@ class ProcessKubelet:
         if self._server is not None:
             self._server.stop()
 
-    async def _pids(self) -> list[int]:
-        from .process import ContainerProcess
-
-        return [
-            c.handle.pid
-            for w in self.workers.values()
-            for c in w.containers
-            if isinstance(c.handle, ContainerProcess) and c.handle.proc.returncode is None
-        ]
-
     # --- the kubelet API (container logs) ------------------------------------------------------
 
     async def _serve_logs(self) -> None:
@@ -431,7 +413,7 @@ class ProcessKubelet:
         worker = self._log_owner.get((namespace, pod))
         if worker is None:
             return [], None
-        folder = self.root / "logs" / f"{namespace}_{pod}_{worker.uid}" / container
+        folder = self.log_dir(namespace, pod, worker.uid, container)
         runs = sorted(folder.glob("*.log"), key=lambda p: int(p.stem)) if folder.exists() else []
         return runs, worker
 
@@ -488,7 +470,6 @@ class _LogHandler(tornado.web.RequestHandler):
             return
         await self.flush()
         offset = path.stat().st_size
-        name = container
         while True:
             await asyncio.sleep(0.1)
             with path.open("r", encoding="utf-8", errors="replace") as fh:
@@ -502,7 +483,7 @@ class _LogHandler(tornado.web.RequestHandler):
                 except tornado.iostream.StreamClosedError:
                     return  # the API server's client went away
                 continue
-            states = [c for c in worker.containers if c.name == name]
+            states = [c for c in worker.containers if c.name == container]
             if worker.uid not in self.kubelet.workers or not states:
                 break
             if "running" not in states[0].state:

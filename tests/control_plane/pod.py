@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from .api import ApiError
 from .behavior import ProcessSpec
-from .common import get_path, rfc3339, rfc3339_nano, set_condition
+from .common import get_path, rfc3339, rfc3339_micro, set_condition
 from .containers import ContainerState, SimContainer, run_probe
 from .process import (
     ConfigError,
@@ -152,9 +152,9 @@ class PodWorker:
         task.add_done_callback(self._background.discard)
 
     def log_path(self, container: str, restart: int) -> Path:
-        return self.kubelet.log_dir(self.namespace, self.name, self.uid, container) / (
-            f"{restart}.log"
-        )
+        folder = self.kubelet.log_dir(self.namespace, self.name, self.uid, container)
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{restart}.log"
 
     # --- status --------------------------------------------------------------------------------
 
@@ -370,7 +370,7 @@ class PodWorker:
         if self.behavior.mode != "process" or index != 0:
             with log_path.open("a", encoding="utf-8") as fh:
                 for line in self.behavior.logs.splitlines():
-                    fh.write(f"{rfc3339_nano()} {line}\n")
+                    fh.write(f"{rfc3339_micro()} {line}\n")
             return SimContainer(self.behavior)
         spec = self._process_spec(c.spec)
         argv = mount_namespace_argv(spec)

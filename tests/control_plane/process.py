@@ -35,7 +35,7 @@ from urllib.parse import urlsplit, urlunsplit
 from gpu_fraction.quantity import parse_quantity
 
 from .behavior import PodBehavior, ProcessSpec
-from .common import deep_copy, get_path, rfc3339_nano
+from .common import deep_copy, get_path, rfc3339_micro
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "*", "")
 BIND_FLAGS = ("--ip", "--host", "--bind", "--address", "--listen", "--bind-address", "-b")
@@ -291,7 +291,7 @@ def mount_namespace_argv(spec: ProcessSpec) -> list[str]:
     """``spec.argv`` run in a private mount namespace with every volume bind-mounted at its
     ``mountPath`` (``readOnly`` honoured) and the container's ``workingDir`` as its directory,
     as a container sees them. Needs root and ``unshare``; elsewhere the argv is unchanged and
-    the process sees the local folders (``ProcessSpec.mounts``) only through its environment.
+    the volumes exist only as the local folders in ``ProcessSpec.mounts``.
     """
     unshare = shutil.which("unshare")
     if os.geteuid() != 0 or unshare is None or not spec.mounts:
@@ -348,7 +348,7 @@ class ContainerProcess:
                 if not line:
                     break
                 text = line.decode("utf-8", "replace")
-                log.write(f"{rfc3339_nano()} {text if text.endswith(chr(10)) else text + chr(10)}")
+                log.write(f"{rfc3339_micro()} {text if text.endswith(chr(10)) else text + chr(10)}")
                 log.flush()
 
     @property
