@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from .model import AiConsoleConfig, Profile, Project
+from .model import AiConsoleConfig, Flavor, Image, Profile, Project
 
 
 class SpawnRefused(Exception):
@@ -163,7 +163,8 @@ def check_spawn(
     if project is not None and profile.gpu is not None and project.gpu_quota is not None:
         used = in_use(project.slug)
         used = Fraction(used).limit_denominator(1000) if isinstance(used, float) else used
-        _check_quota(project, profile, Fraction(used))
+        what = repr(profile.display_name)
+        _check_quota(project, profile.fraction, what, "profile", Fraction(used))
     return SpawnDecision(profile=profile, project=project)
 
 
@@ -228,16 +229,16 @@ def _pick_project(
     return chosen
 
 
-def _check_quota(project: Project, profile: Profile, used: Fraction) -> None:
+def _check_quota(project: Project, need: Fraction, what: str, kind: str, used: Fraction) -> None:
+    """Refuse ``what`` (a ``kind``, profile or flavor) if ``need`` more GPUs exceed the quota."""
     quota = project.gpu_quota
     assert quota is not None
-    need = profile.fraction
     if used + need <= quota:
         return
     advice = "stop a server or job, or ask your course admin for more quota."
     if quota == 0:
         raise SpawnRefused(
-            f"Project {project.slug} has no GPU quota; pick a CPU-only profile, or ask your "
+            f"Project {project.slug} has no GPU quota; pick a CPU-only {kind}, or ask your "
             "course admin for GPU quota."
         )
     if used >= quota:
@@ -246,7 +247,7 @@ def _check_quota(project: Project, profile: Profile, used: Fraction) -> None:
         )
     raise SpawnRefused(
         f"Project {project.slug} already uses {gpus(used)} of its {gpus(quota)} GPUs and "
-        f"{profile.display_name!r} needs {gpus(need)} more; pick a smaller profile, {advice}"
+        f"{what} needs {gpus(need)} more; pick a smaller {kind}, {advice}"
     )
 
 
@@ -258,3 +259,129 @@ def gpus(amount: Fraction) -> str:
     if amount < 1:
         return str(amount)
     return f"{float(amount):.2f}".rstrip("0").rstrip(".")
+
+
+# --- notebook jobs --------------------------------------------------------------------------
+
+
+class JobRefused(SpawnRefused):
+    """A job is not allowed; ``field`` names the request field at fault (or ``None``)."""
+
+    def __init__(self, reason: str, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class JobDecision:
+    """What a job may run with: flavor, GPU type (``None`` for CPU), project, image."""
+
+    flavor: Flavor
+    gpu_type: str | None
+    project: Project | None
+    image: Image | None
+
+
+def flavors_for(
+    config: AiConsoleConfig, user: str, groups: Iterable[str]
+) -> list[tuple[Flavor, list[Project]]]:
+    """The flavors the user may run jobs with, each with the user's projects allowing it.
+
+    A user in no project may use no flavor: jobs are always charged to a project, so that
+    every job counts against a quota someone set.
+    """
+    mine = projects_of(config, user, groups)
+    found = []
+    for flavor in config.flavors:
+        projects = [p for p in mine if p.allows_flavor(flavor.name)]
+        if projects:
+            found.append((flavor, projects))
+    return found
+
+
+def images_for_project(config: AiConsoleConfig, project: Project) -> list[Image]:
+    return [image for key, image in config.images.items() if project.allows_image(key)]
+
+
+def check_job(
+    config: AiConsoleConfig,
+    user: str,
+    groups: Iterable[str],
+    request: Mapping[str, Any],
+    in_use: Callable[[str], Fraction],
+) -> JobDecision:
+    """The check for a new job: flavor, project, GPU type, image and quota.
+
+    ``request`` holds ``flavor``, and optionally ``project``, ``gpu_type`` and ``image`` (an
+    image key). Raises :class:`JobRefused` naming the field at fault.
+    """
+    for name in ("flavor", "project", "gpu_type", "image"):
+        value = request.get(name)
+        if value is not None and not isinstance(value, str):
+            raise JobRefused(f"{name} must be given by its name, not {value!r}.", name)
+    allowed = flavors_for(config, user, groups)
+    name = request.get("flavor") or ""
+    flavor = config.flavor(name)
+    if flavor is None:
+        names = ", ".join(f.name for f, _ in allowed) or "none (ask your course admin)"
+        raise JobRefused(f"There is no flavor {name!r}; your flavors: {names}.", "flavor")
+    projects = next((ps for f, ps in allowed if f is flavor), [])
+    if not projects:
+        raise JobRefused(
+            f"Flavor {flavor.name} is not offered to any of your projects; pick another flavor.",
+            "flavor",
+        )
+    project = _pick_job_project(config, flavor, projects, request.get("project"))
+    gpu_type = None
+    if flavor.gpu is not None:
+        gpu_type = request.get("gpu_type") or (
+            flavor.gpu_types[0] if len(flavor.gpu_types) == 1 else None
+        )
+        if gpu_type not in flavor.gpu_types:
+            raise JobRefused(
+                f"Flavor {flavor.name} runs on {', '.join(flavor.gpu_types)}; pick one of them "
+                "as the GPU type.",
+                "gpu_type",
+            )
+    elif request.get("gpu_type"):
+        raise JobRefused(f"Flavor {flavor.name} has no GPU; leave the GPU type empty.", "gpu_type")
+    image = None
+    image_key = request.get("image")
+    if image_key:
+        image = config.images.get(image_key)
+        if image is None or not project.allows_image(image_key):
+            keys = ", ".join(i.key for i in images_for_project(config, project))
+            raise JobRefused(
+                f"Project {project.slug} does not offer image {image_key!r}; its images: {keys}.",
+                "image",
+            )
+    if flavor.gpu is not None and project.gpu_quota is not None:
+        try:
+            _check_quota(
+                project, flavor.fraction, f"flavor {flavor.name}", "flavor", in_use(project.slug)
+            )
+        except SpawnRefused as err:
+            raise JobRefused(err.reason, "flavor") from None
+    return JobDecision(flavor=flavor, gpu_type=gpu_type, project=project, image=image)
+
+
+def _pick_job_project(
+    config: AiConsoleConfig, flavor: Flavor, projects: list[Project], slug: str | None
+) -> Project:
+    if slug:
+        project = next((p for p in projects if p.slug == slug), None)
+        if project is None:
+            names = ", ".join(p.slug for p in projects)
+            raise JobRefused(
+                f"Flavor {flavor.name} cannot be charged to project {slug!r}; your projects "
+                f"offering it: {names}.",
+                "project",
+            )
+        return project
+    if len(projects) == 1:
+        return projects[0]
+    default = next((p for p in projects if p.slug == config.settings.default_project), None)
+    if default is None:
+        names = ", ".join(p.slug for p in projects)
+        raise JobRefused(f"Choose the project to charge this job to: {names}.", "project")
+    return default

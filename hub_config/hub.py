@@ -13,17 +13,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from server_extension.app import ENV_JOBS_URL
 from spawner.allocation_api import handlers as allocation_handlers
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceDecision, SliceRefused
 
-from . import settings_env
+from . import jobs_api, settings_env
 from .access import SpawnRefused, check_spawn, kubespawner_profile_list, profiles_for
 from .loader import ConfigError, load_config
 from .model import AiConsoleConfig
-from .roles import custom_scopes, jupyterhub_groups, load_roles, server_token_scopes
+from .roles import (
+    JOBS_SERVICE,
+    custom_scopes,
+    jupyterhub_groups,
+    load_roles,
+    server_token_scopes,
+)
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ai-console.yaml"
+#: Enables the server extension in every single-user server this hub starts.
+SERVER_CONFIG_PATH = Path(__file__).resolve().parents[1] / "server_extension" / "jupyter-config"
 MODES = ("kubernetes", "local")
 
 
@@ -98,22 +107,79 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
         _configure_local(c, config)
         c.LocalGPUSpawner.profile_list = profile_list
         c.LocalGPUSpawner.slice_policy = slice_policy
+        jobs_service = _local_jobs_service(c)
     else:
         c.JupyterHub.spawner_class = "ai-console"
         c.GPUSliceManager.inventory_source = "kubernetes"
         c.KubeSpawner.profile_list = profile_list
         c.FractionalGPUKubeSpawner.slice_policy = slice_policy
+        jobs_service = _external_jobs_service(c)
 
-    # The jobs service joins with the jobs issue; until then no role may name it.
-    jobs_service = None
     c.JupyterHub.load_groups = jupyterhub_groups(config)
     c.JupyterHub.custom_scopes = custom_scopes()
     c.JupyterHub.load_roles = load_roles(config, jobs_service)
     c.Spawner.server_token_scopes = server_token_scopes(jobs_service)
     # The hub's own API handler for GPU slices (JupyterHub warns that extra handlers are
     # deprecated in favour of services; this one must share the hub's allocator, so it stays).
-    c.JupyterHub.extra_handlers = list(allocation_handlers)
+    c.JupyterHub.extra_handlers = [*allocation_handlers, *jobs_api.handlers(config)]
     return config
+
+
+def _local_jobs_service(c: Any) -> str:
+    """The jobs service as a hub-managed process, with the local backend."""
+    env = os.environ
+    data_dir = Path(env.get(settings_env.DATA_DIR) or ".").resolve()
+    port = int(env.get(settings_env.JOBS_PORT) or 0) or _free_port()
+    url = f"http://127.0.0.1:{port}"
+    c.JupyterHub.services = [
+        *[s for s in c.JupyterHub.get("services", []) if s.get("name") != JOBS_SERVICE],
+        {
+            "name": JOBS_SERVICE,
+            "url": url,
+            "command": [
+                sys.executable,
+                "-m",
+                "server_extension.jobs",
+                f"--JobsService.db_url=sqlite:///{data_dir / 'ai-console-jobs.sqlite'}",
+                f"--LocalBackend.storage_root_template={_home_template(data_dir)}",
+            ],
+            "display": False,
+        },
+    ]
+    c.Spawner.environment = {
+        **c.Spawner.get("environment", {}),
+        ENV_JOBS_URL: f"{url}/services/{JOBS_SERVICE}/",
+        # Enable the server extension whatever the install left in etc/jupyter.
+        "JUPYTER_CONFIG_PATH": str(SERVER_CONFIG_PATH),
+    }
+    return JOBS_SERVICE
+
+
+def _external_jobs_service(c: Any) -> str | None:
+    """Kubernetes: the jobs service runs in its own pod (the chart's); None if not deployed."""
+    env = os.environ
+    url = env.get(settings_env.JOBS_URL)
+    if not url:
+        return None
+    c.JupyterHub.services = [
+        *[s for s in c.JupyterHub.get("services", []) if s.get("name") != JOBS_SERVICE],
+        {"name": JOBS_SERVICE, "url": url, "api_token": env.get(settings_env.JOBS_TOKEN, "")},
+    ]
+    c.Spawner.environment = {
+        **c.Spawner.get("environment", {}),
+        ENV_JOBS_URL: url.rstrip("/") + f"/services/{JOBS_SERVICE}/",
+    }
+    return JOBS_SERVICE
+
+
+def _home_template(data_dir: Path) -> str:
+    return str(data_dir / "users" / "{username}")
+
+
+def _free_port() -> int:
+    from .up import free_port
+
+    return free_port()
 
 
 def _configure_local(c: Any, config: AiConsoleConfig) -> None:
@@ -130,6 +196,8 @@ def _configure_local(c: Any, config: AiConsoleConfig) -> None:
     proxy = env.get(settings_env.PROXY)
     if proxy:
         c.ConfigurableHTTPProxy.command = [proxy]
+    # Each user's files (and job folders) under the data folder, not in /tmp.
+    c.SimpleLocalProcessSpawner.home_dir_template = _home_template(data_dir)
     c.JupyterHub.authenticator_class = "shared-password"
     if env.get(settings_env.PASSWORD):
         c.SharedPasswordAuthenticator.user_password = env[settings_env.PASSWORD]

@@ -58,7 +58,14 @@ _BLOCK_SETTINGS = {
     ("memory", "limit"): "mem_limit",
 }
 _FRACTION_ALLOWED = "expected a fraction like 1/4 or 0.25, or a whole number 1..8"
-_TOP_ORDER = {"platform_admins": 0, "settings": 1, "images": 2, "projects": 3, "profiles": 4}
+_TOP_ORDER = {
+    "platform_admins": 0,
+    "settings": 1,
+    "images": 2,
+    "projects": 3,
+    "profiles": 4,
+    "flavors": 5,
+}
 _PLAIN_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*$")
 
 
@@ -203,6 +210,7 @@ def _names(mapping: Mapping) -> str:
 def _semantic_problems(data: dict) -> list[Problem]:
     images, projects = _dict(data.get("images")), _dict(data.get("projects"))
     problems = _Problems()
+    flavors = _flavor_problems(problems, _list(data.get("flavors")))
     for slug, project in projects.items():
         project = _dict(project)
         if project.get("gpu_quota") is not None:
@@ -215,6 +223,12 @@ def _semantic_problems(data: dict) -> list[Problem]:
                 problems.add(
                     ("projects", slug, "images", i),
                     f"unknown image {key!r}; defined images: {_names(images)}",
+                )
+        for i, name in enumerate(_list(project.get("flavors"))):
+            if isinstance(name, str) and name not in flavors:
+                problems.add(
+                    ("projects", slug, "flavors", i),
+                    f"unknown flavor {name!r}; defined flavors: {_names(flavors)}",
                 )
     default_project = _dict(data.get("settings")).get("default_project")
     if isinstance(default_project, str) and default_project not in projects:
@@ -252,6 +266,47 @@ def _semantic_problems(data: dict) -> list[Problem]:
             first_default = i if first_default is None else first_default
         _profile_problems(problems, profile, where, images, projects)
     return problems
+
+
+def _flavor_problems(problems: _Problems, flavors: list) -> dict[str, int]:
+    """Check the flavors; returns name -> index of those with a usable name."""
+    names: dict[str, int] = {}
+    for i, flavor in enumerate(flavors):
+        if not isinstance(flavor, dict):
+            continue
+        where = ("flavors", i)
+        name = flavor.get("name")
+        if isinstance(name, str) and name in names:
+            problems.add(
+                (*where, "name"),
+                f"name {name!r} is already used by flavors[{names[name]}]; give each flavor "
+                "its own name",
+            )
+        elif isinstance(name, str):
+            names[name] = i
+        gpu = flavor.get("gpu")
+        if not isinstance(gpu, dict):
+            continue
+        if ("type" in gpu) == ("types" in gpu):
+            problems.add(
+                (*where, "gpu"),
+                "give the GPU type as type: RTX3090, or several as types: [RTX3090, A100], "
+                "not both and not neither",
+            )
+            continue
+        # Each type is checked as a profile's gpu block would be, so the same rules apply.
+        types = gpu["types"] if "types" in gpu else [gpu["type"]]
+        for k, gpu_type in enumerate(_list(types)):
+            block = {**gpu, "type": gpu_type}
+            block.pop("types", None)
+            found = _Problems()
+            _gpu_problems(found, block, (*where, "gpu"))
+            for problem in found:
+                path = problem.path
+                if "types" in gpu and path[-1] == "type":
+                    path = (*path[:-1], "types", k)
+                problems.add(path, problem.message)
+    return names
 
 
 def _unknown_project(slug: str, projects: Mapping) -> str:

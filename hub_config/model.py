@@ -84,6 +84,7 @@ class Project:
     admins: frozenset[str] = frozenset()
     gpu_quota: Fraction | None = None
     images: tuple[str, ...] | None = None
+    flavors: tuple[str, ...] | None = None
 
     @property
     def group(self) -> str:
@@ -92,6 +93,9 @@ class Project:
 
     def allows_image(self, image_key: str) -> bool:
         return self.images is None or image_key in self.images
+
+    def allows_flavor(self, name: str) -> bool:
+        return self.flavors is None or name in self.flavors
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,45 @@ class Profile:
 
 
 @dataclass(frozen=True)
+class Flavor:
+    """A size of notebook job: CPUs and memory reserved, and an optional GPU slice.
+
+    ``gpu_types`` lists the GPU types a job may run on (empty for CPU only); ``gpu`` is the
+    slice for the first of them (:meth:`gpu_block` gives it for another).
+    """
+
+    name: str
+    display_name: str
+    cpu: float
+    memory: int | str
+    description: str = ""
+    gpu: GpuBlock | None = None
+    gpu_types: tuple[str, ...] = ()
+
+    @property
+    def fraction(self) -> Fraction:
+        """GPUs a job of this flavor holds while it runs (0 for CPU only)."""
+        return self.gpu.fraction if self.gpu else Fraction(0)
+
+    def gpu_block(self, gpu_type: str) -> GpuBlock:
+        """The slice on ``gpu_type`` (one of :attr:`gpu_types`)."""
+        assert self.gpu is not None and gpu_type in self.gpu_types
+        return GpuBlock(
+            self.gpu.fraction,
+            gpu_type,
+            self.gpu.compute_min,
+            self.gpu.compute_max,
+            self.gpu.memory_mib,
+        )
+
+    def slice_request(self, gpu_type: str) -> SliceRequest:
+        """The allocator's request for a job of this flavor on ``gpu_type``."""
+        return self.gpu_block(gpu_type).slice_request(
+            cpu_millis=int(self.cpu * 1000), host_memory_mib=memory_bytes(self.memory) >> 20
+        )
+
+
+@dataclass(frozen=True)
 class AiConsoleConfig:
     """The whole admin file."""
 
@@ -180,10 +223,14 @@ class AiConsoleConfig:
     images: dict[str, Image] = field(default_factory=dict, hash=False)
     projects: dict[str, Project] = field(default_factory=dict, hash=False)
     profiles: tuple[Profile, ...] = ()
+    flavors: tuple[Flavor, ...] = ()
     source: str = "ai-console.yaml"
 
     def profile(self, slug: str) -> Profile | None:
         return next((p for p in self.profiles if p.slug == slug), None)
+
+    def flavor(self, name: str) -> Flavor | None:
+        return next((f for f in self.flavors if f.name == name), None)
 
     def project(self, slug: str) -> Project | None:
         return self.projects.get(slug)
@@ -239,6 +286,7 @@ def build_config(data: dict[str, Any], source: str = "ai-console.yaml") -> AiCon
             admins=frozenset(v.get("admins", ())),
             gpu_quota=None if quota is None else parse_quota(quota),
             images=tuple(v["images"]) if "images" in v else None,
+            flavors=tuple(v["flavors"]) if "flavors" in v else None,
         )
     settings = data.get("settings") or {}
     return AiConsoleConfig(
@@ -250,7 +298,32 @@ def build_config(data: dict[str, Any], source: str = "ai-console.yaml") -> AiCon
         images=images,
         projects=projects,
         profiles=tuple(_build_profile(v, images) for v in data["profiles"]),
+        flavors=tuple(_build_flavor(v) for v in data.get("flavors") or ()),
         source=source,
+    )
+
+
+def _build_flavor(v: dict) -> Flavor:
+    gpu = v.get("gpu")
+    types: tuple[str, ...] = ()
+    block = None
+    if gpu is not None:
+        types = tuple(gpu["types"]) if "types" in gpu else (gpu["type"],)
+        block = GpuBlock(
+            fraction=parse_fraction(gpu["fraction"]),
+            gpu_type=types[0],
+            compute_min=gpu.get("compute_min"),
+            compute_max=gpu.get("compute_max"),
+            memory_mib=gpu.get("memory_mib"),
+        )
+    return Flavor(
+        name=v["name"],
+        display_name=v.get("display_name") or v["name"],
+        cpu=float(v["cpu"]),
+        memory=kubespawner_memory(v["memory"]),
+        description=v.get("description", ""),
+        gpu=block,
+        gpu_types=types,
     )
 
 

@@ -84,7 +84,8 @@ IMAGE_SCHEMA: dict[str, Any] = {
 PROJECT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": "A course or a lab: who is in it, who runs it, its GPU quota and images.",
-    "x-allowed": "a mapping with display_name, kind, members, admins, gpu_quota and images",
+    "x-allowed": "a mapping with display_name, kind, members, admins, gpu_quota, images and "
+    "flavors",
     "additionalProperties": False,
     "required": ["display_name"],
     "properties": {
@@ -136,6 +137,20 @@ PROJECT_SCHEMA: dict[str, Any] = {
             ),
             "x-allowed": "a list of image keys",
             "items": _slug("Key of an entry in images."),
+            "uniqueItems": True,
+        },
+        "flavors": {
+            "type": "array",
+            "description": (
+                "Names of the job flavors the project's members may run notebook jobs with. "
+                "Omitted means every flavor; [] means no jobs."
+            ),
+            "x-allowed": "a list of flavor names",
+            "items": {
+                "type": "string",
+                "description": "Name of an entry in flavors.",
+                "x-allowed": "a flavor name",
+            },
             "uniqueItems": True,
         },
     },
@@ -206,6 +221,66 @@ GPU_SCHEMA: dict[str, Any] = {
             ),
             "x-allowed": "a whole number of MiB >= 1",
         },
+    },
+}
+
+#: Flavor names appear in the Lab and the REST API, never raw in Kubernetes names.
+FLAVOR_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/+-]{0,62}$"
+FLAVOR_NAME_ALLOWED = (
+    "a name of 1-63 letters, digits, '.', '_', '/', '+' or '-' (like 4C-16G-1/4GPU)"
+)
+
+FLAVOR_GPU_SCHEMA: dict[str, Any] = {
+    **GPU_SCHEMA,
+    "description": (
+        "The GPU slice a job of this flavor gets, placed and enforced as a notebook's is. "
+        "type names one GPU type; types lists several the user chooses from in the dialog. "
+        "Omit the block for a CPU-only flavor."
+    ),
+    "x-allowed": "a mapping with fraction, type or types, compute_min, compute_max, memory_mib",
+    "required": ["fraction"],
+    "properties": {
+        **GPU_SCHEMA["properties"],
+        "types": {
+            "type": "array",
+            "minItems": 1,
+            "uniqueItems": True,
+            "description": "GPU types the job may run on; the user picks one (RTX3090, A100).",
+            "x-allowed": "a non-empty list of GPU types",
+            "items": {
+                "type": "string",
+                "description": "A GPU type label.",
+                "x-allowed": "a GPU type (like RTX3090)",
+            },
+        },
+    },
+}
+
+FLAVOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": (
+        "One size a notebook job can run with (the Run-as-job dialog's flavor): CPUs, memory "
+        "and an optional GPU slice."
+    ),
+    "x-allowed": "a flavor mapping with name, display_name, cpu, memory and gpu",
+    "additionalProperties": False,
+    "required": ["name", "cpu", "memory"],
+    "properties": {
+        "name": {
+            "type": "string",
+            "pattern": FLAVOR_NAME_PATTERN,
+            "description": "Stable name users and scripts choose the flavor by (12C-24G-1GPU).",
+            "x-allowed": FLAVOR_NAME_ALLOWED,
+        },
+        "display_name": _text("Title in the dialog; defaults to the name."),
+        "description": {
+            "type": "string",
+            "description": "One line on what the flavor is for.",
+            "x-allowed": "a string",
+        },
+        "cpu": {**_CPU, "description": "CPUs reserved for the job (request and limit)."},
+        "memory": {**_MEMORY, "description": "Memory reserved for the job (request and limit)."},
+        "gpu": FLAVOR_GPU_SCHEMA,
     },
 }
 
@@ -298,7 +373,7 @@ SCHEMA: dict[str, Any] = {
         "and labs with their members, admins and GPU quotas, and the GPU profiles of the spawn "
         "form. Quotas, JupyterHub groups and roles, and who may use what all follow from it."
     ),
-    "x-allowed": "a mapping with platform_admins, settings, images, projects and profiles",
+    "x-allowed": "a mapping with platform_admins, settings, images, projects, profiles and flavors",
     "type": "object",
     "additionalProperties": False,
     "required": ["images", "profiles"],
@@ -356,6 +431,15 @@ SCHEMA: dict[str, Any] = {
             "description": "The spawn form's choices, in the order shown.",
             "x-allowed": "a non-empty list of profiles",
             "items": PROFILE_SCHEMA,
+        },
+        "flavors": {
+            "type": "array",
+            "description": (
+                "Sizes of notebook jobs (Run as job), in the order the dialog shows them. "
+                "Projects limit theirs with projects.<key>.flavors. Omitted: no jobs."
+            ),
+            "x-allowed": "a list of flavors",
+            "items": FLAVOR_SCHEMA,
         },
     },
 }

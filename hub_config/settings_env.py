@@ -14,3 +14,8 @@ PASSWORD = "AI_CONSOLE_PASSWORD"
 ADMIN_PASSWORD = "AI_CONSOLE_ADMIN_PASSWORD"
 #: Simulated GPU declaration (local mode), e.g. "RTX3090:24576x2"; empty: read NVML.
 SIMULATE_GPUS = "AI_CONSOLE_SIMULATE_GPUS"
+#: Port of the jobs service on this machine (local mode); default: a free one.
+JOBS_PORT = "AI_CONSOLE_JOBS_PORT"
+#: Kubernetes: URL of the jobs service as servers and the hub reach it, and its API token.
+JOBS_URL = "AI_CONSOLE_JOBS_URL"
+JOBS_TOKEN = "AI_CONSOLE_JOBS_TOKEN"

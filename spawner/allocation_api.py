@@ -73,7 +73,9 @@ def allocation_model(allocation: Allocation) -> dict[str, Any]:
     }
 
 
-class _SliceAPIHandler(APIHandler):
+class SliceAPIHandler(APIHandler):
+    """Base of the AI Console hub API handlers: the shared allocator, scopes, JSON."""
+
     @property
     def slice_manager(self) -> GPUSliceManager:
         return GPUSliceManager.instance(config=self.settings["config"])
@@ -100,7 +102,7 @@ class _SliceAPIHandler(APIHandler):
         return body
 
 
-class CapacityHandler(_SliceAPIHandler):
+class CapacityHandler(SliceAPIHandler):
     async def get(self) -> None:
         if self.current_user is None:
             raise web.HTTPError(403, "Missing or invalid credentials.")
@@ -118,7 +120,7 @@ class CapacityHandler(_SliceAPIHandler):
         )
 
 
-class AllocationsHandler(_SliceAPIHandler):
+class AllocationsHandler(SliceAPIHandler):
     async def get(self) -> None:
         self.require_scope(SCOPE_GPU_MAP, SCOPE_ALLOCATIONS)
         allocator = await self.slice_manager.ready()
@@ -178,7 +180,7 @@ class AllocationsHandler(_SliceAPIHandler):
         self.write_json(201, allocation_model(allocation))
 
 
-class AllocationHandler(_SliceAPIHandler):
+class AllocationHandler(SliceAPIHandler):
     async def delete(self, allocation_id: str) -> None:
         self.require_scope(SCOPE_ALLOCATIONS)
         await self.slice_manager.ready()
@@ -186,7 +188,7 @@ class AllocationHandler(_SliceAPIHandler):
         self.write_json(200, {"id": allocation_id, "released": released})
 
 
-class CommitHandler(_SliceAPIHandler):
+class CommitHandler(SliceAPIHandler):
     async def post(self, allocation_id: str) -> None:
         self.require_scope(SCOPE_ALLOCATIONS)
         await self.slice_manager.ready()

@@ -1,0 +1,156 @@
+"""The hub's API for notebook jobs: what a user may choose, and admitting a job.
+
+The policy (membership, flavors, images, quotas) lives in the admin's YAML, which only the hub
+reads; the jobs service asks here, so notebooks and jobs follow one set of rules and draw
+from one allocator.
+
+- ``GET  /api/ai-console/job-choices``     the token's own user (scope custom:ai-console:jobs):
+  projects, flavors with how many could start now, images
+- ``POST /api/ai-console/job-admissions``  the jobs service (custom:ai-console:allocations):
+  body ``{user, request: {flavor, project, gpu_type, image}, name}``; checks the request for
+  that user and reserves the slice; 201 with project, flavor, image, allocation and the
+  slice's environment for a local process; 403/400 naming the field, 409 when no slice is free
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyterhub import orm
+from jupyterhub.scopes import has_scope
+from tornado import web
+
+from gpu_fraction.enforcement import container_environment, startup_hook_dir
+from gpu_fraction.errors import AllocationRefused
+from gpu_fraction.model import Owner
+from spawner.allocation_api import SCOPE_ALLOCATIONS, SliceAPIHandler, allocation_model
+
+from .access import JobRefused, check_job, flavors_for, images_for_project, profiles_for
+from .model import AiConsoleConfig, Flavor
+from .roles import SCOPE_JOBS
+
+
+def flavor_model(flavor: Flavor) -> dict[str, Any]:
+    return {
+        "name": flavor.name,
+        "display_name": flavor.display_name,
+        "description": flavor.description,
+        "cpu": flavor.cpu,
+        "memory": str(flavor.memory),
+        "gpu": {"fraction": str(flavor.gpu.fraction)} if flavor.gpu else None,
+        "gpu_types": list(flavor.gpu_types),
+    }
+
+
+class JobsHubHandler(SliceAPIHandler):
+    def initialize(self, ai_console: AiConsoleConfig) -> None:
+        self.ai_console = ai_console
+
+    def groups_of(self, user: orm.User) -> list[str]:
+        return [group.name for group in user.groups]
+
+
+class JobChoicesHandler(JobsHubHandler):
+    async def get(self) -> None:
+        # The hub hands handlers its User wrapper; services and anonymous callers have none.
+        user = getattr(self.current_user, "orm_user", None)
+        if user is None:
+            raise web.HTTPError(403, "Only a user's token can ask for that user's choices.")
+        if not has_scope(f"{SCOPE_JOBS}!user={user.name}", self.parsed_scopes, db=self.db):
+            raise web.HTTPError(403, f"Action requires the scope {SCOPE_JOBS}")
+        config, groups = self.ai_console, self.groups_of(user)
+        capacity = await self.slice_manager.capacity()
+        flavors, projects = [], {}
+        for flavor, allowed in flavors_for(config, user.name, groups):
+            available = {
+                gpu_type: capacity.get(gpu_type, {}).get(flavor.fraction, 0)
+                for gpu_type in flavor.gpu_types
+            }
+            model = flavor_model(flavor)
+            model.update(projects=[p.slug for p in allowed], available=available)
+            flavors.append(model)
+            projects.update((p.slug, p) for p in allowed)
+        images: dict[str, dict[str, Any]] = {}
+        for project in projects.values():
+            for image in images_for_project(config, project):
+                entry = images.setdefault(
+                    image.key, {"key": image.key, "display_name": image.display_name}
+                )
+                entry.setdefault("projects", []).append(project.slug)
+        inventory = self.slice_manager.inventory
+        self.write_json(
+            200,
+            {
+                "projects": [
+                    {"slug": p.slug, "display_name": p.display_name} for p in projects.values()
+                ],
+                "flavors": flavors,
+                "images": list(images.values()),
+                "default_image": self._server_image(user, groups),
+                "simulated": bool(inventory and inventory.simulated),
+            },
+        )
+
+    def _server_image(self, user: orm.User, groups: list[str]) -> str | None:
+        """The image key of the profile the user's default server was started with."""
+        spawner = user.orm_spawners.get("")
+        chosen = (spawner.user_options or {}).get("profile") if spawner else None
+        visible = profiles_for(self.ai_console, user.name, groups)
+        profile = next((p for p in visible if p.slug == chosen), None)
+        if profile is None:
+            profile = next((p for p in visible if p.default), None)
+        return profile.image.key if profile else None
+
+
+class JobAdmissionHandler(JobsHubHandler):
+    async def post(self) -> None:
+        self.require_scope(SCOPE_ALLOCATIONS)
+        body = self.json_body()
+        name, request, job_name = body.get("user"), body.get("request"), body.get("name", "")
+        if not isinstance(name, str) or not isinstance(request, dict):
+            raise web.HTTPError(400, "user (a name) and request (an object) are required")
+        user = orm.User.find(self.db, name)
+        if user is None:
+            raise web.HTTPError(404, f"no user {name}")
+        manager = self.slice_manager
+        try:
+            decision = check_job(
+                self.ai_console, name, self.groups_of(user), request, manager.in_use_by_project
+            )
+        except JobRefused as err:
+            self.write_json(403, {"message": err.reason, "field": err.field})
+            return
+        flavor, project = decision.flavor, decision.project
+        allocation, environment = None, {}
+        if flavor.gpu is not None and decision.gpu_type is not None:
+            owner = Owner("job", name, project.slug if project else "", str(job_name)[:63])
+            try:
+                held = await manager.reserve(flavor.slice_request(decision.gpu_type), owner)
+            except AllocationRefused as err:
+                self.write_json(409, {"message": err.reason, "field": "gpu_type"})
+                return
+            allocation = allocation_model(held)
+            environment = container_environment(
+                held, startup_path=startup_hook_dir(), in_container=False
+            )
+        image = decision.image
+        self.write_json(
+            201,
+            {
+                "project": project.slug if project else None,
+                "flavor": flavor_model(flavor),
+                "gpu_type": decision.gpu_type,
+                "image": {"key": image.key, "image": image.image} if image else None,
+                "allocation": allocation,
+                "environment": environment,
+            },
+        )
+
+
+def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:
+    """For ``c.JupyterHub.extra_handlers`` (JupyterHub adds the hub prefix)."""
+    kwargs = {"ai_console": config}
+    return [
+        (r"/api/ai-console/job-choices", JobChoicesHandler, kwargs),
+        (r"/api/ai-console/job-admissions", JobAdmissionHandler, kwargs),
+    ]

@@ -1,0 +1,1 @@
+"""Where jobs run: a class named in configuration (``JobsService.backend_class``)."""

@@ -1,0 +1,62 @@
+"""The interface every backend implements, and what it is told and reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from traitlets.config import LoggingConfigurable
+
+from ..model import Status
+from ..store import JobRecord
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What a backend needs beyond the job's record to start it."""
+
+    #: The slice's environment for a local process (empty for CPU jobs).
+    slice_environment: dict[str, str] = field(default_factory=dict)
+    #: The hub's allocation model (``None`` for CPU jobs), for pods: annotations, node, GPUs.
+    allocation: dict[str, Any] | None = None
+
+    @classmethod
+    def of(cls, job: JobRecord) -> Launch:
+        """The launch of a job already recorded (a retry, or after a restart)."""
+        held = job.gpu_slice or {}
+        return cls(dict(held.get("environment") or {}), held.get("allocation"))
+
+
+@dataclass(frozen=True)
+class Observation:
+    """A job's state as the backend sees it now."""
+
+    status: Status
+    message: str | None = None
+    pending_reason: str | None = None
+    attempts: int | None = None
+    #: The backend reference changed (a retry started a new process).
+    backend_ref: str | None = None
+
+
+class Backend(LoggingConfigurable):
+    """Starts, watches and cancels jobs. One instance per jobs service."""
+
+    async def start(self, job: JobRecord, launch: Launch) -> str:
+        """Start the job; returns a reference saved in the record (pid, Job name)."""
+        raise NotImplementedError
+
+    async def status_of(self, job: JobRecord) -> Observation:
+        """The job's state now; called for every unfinished job, also after a restart."""
+        raise NotImplementedError
+
+    async def cancel(self, job: JobRecord) -> None:
+        """Stop the job; :meth:`status_of` reports STOPPED once it is gone."""
+        raise NotImplementedError
+
+    def read_file(self, job: JobRecord, relative: str) -> bytes | None:
+        """A file of the job's folder (log, outputs) for readers other than its owner."""
+        return None
+
+    async def close(self) -> None:
+        """Release what the backend holds (watches, clients)."""

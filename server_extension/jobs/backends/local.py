@@ -1,0 +1,177 @@
+"""The single-machine backend: each job is the runner in its own process group.
+
+The process is detached from the service (its own session), so it survives the service and
+the user's server stopping. Its state lives in the job folder (``status.json``), so a
+restarted service finds running jobs by pid and finished ones by their status file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from traitlets import Float, Unicode
+
+from ..model import Status
+from ..store import JobRecord
+from .base import Backend, Launch, Observation
+
+#: Runner status file states -> job status.
+_FINAL = {
+    "completed": Status.COMPLETED,
+    "failed": Status.FAILED,
+    "timeout": Status.FAILED,
+    "cancelled": Status.STOPPED,
+}
+#: Environment passed through from the service to jobs (nothing secret: no tokens).
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "SYSTEMROOT")
+
+
+def _process_start(pid: int) -> str | None:
+    """The kernel's start time of ``pid`` (field 22 of /proc/<pid>/stat), to detect reuse."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]
+
+
+def _alive(pid: int, start: str | None) -> bool:
+    current = _process_start(pid)
+    if current is None or (start is not None and current != start):
+        return False
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state != "Z"
+
+
+class LocalBackend(Backend):
+    """Runs ``python -m server_extension.runner`` as a local process per job."""
+
+    storage_root_template = Unicode(
+        "/tmp/{username}",
+        config=True,
+        help="""The folder each user's server runs in (their storage), with {username}. Job
+        folders are inside it, as the user's server sees them. The single-machine hub sets it
+        to the spawner's home_dir_template.""",
+    )
+    python = Unicode(
+        sys.executable,
+        config=True,
+        help="""Python interpreter that runs the notebook runner (and so the kernels).""",
+    )
+    kill_grace = Float(
+        10.0,
+        config=True,
+        help="""Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.""",
+    )
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._children: dict[str, subprocess.Popen] = {}
+
+    def root(self, owner: str) -> Path:
+        return Path(self.storage_root_template.format(username=owner)).resolve()
+
+    def job_dir(self, job: JobRecord) -> Path:
+        return self.root(job.owner) / Path(job.snapshot_path).parent
+
+    def _status(self, job: JobRecord) -> dict:
+        try:
+            return json.loads((self.job_dir(job) / "status.json").read_text())
+        except (OSError, ValueError):
+            return {}
+
+    async def start(self, job: JobRecord, launch: Launch) -> str:
+        root = self.root(job.owner)
+        job_dir = self.job_dir(job)
+        # Run where the notebook lives, so its relative paths work as they do in Lab.
+        cwd = (root / Path(job.input_path).parent).resolve()
+        if not cwd.is_relative_to(root) or not cwd.is_dir():
+            cwd = root
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(job.environment)
+        env.update(launch.slice_environment)
+        env.update({"HOME": str(root), "AI_CONSOLE_JOB_ID": job.job_id})
+        process = subprocess.Popen(
+            [self.python, "-m", "server_extension.runner", str(job_dir)],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: survives us, killed as a group
+        )
+        self._children[job.job_id] = process
+        return json.dumps({"pid": process.pid, "start": _process_start(process.pid)})
+
+    def _ref(self, job: JobRecord) -> tuple[int | None, str | None]:
+        try:
+            ref = json.loads(job.backend_ref or "{}")
+        except ValueError:
+            return None, None
+        return ref.get("pid"), ref.get("start")
+
+    async def status_of(self, job: JobRecord) -> Observation:
+        pid, start = self._ref(job)
+        child = self._children.get(job.job_id)
+        if child is not None and child.poll() is not None:
+            self._children.pop(job.job_id, None)  # reaped; its status file tells the rest
+        status = self._status(job)
+        attempts = status.get("attempt")
+        if pid is not None and _alive(pid, start):
+            if job.timeout_seconds and job.start_time:
+                # The runner stops itself at the timeout; this is the guard if it cannot.
+                late = time.time() * 1000 - job.start_time - job.timeout_seconds * 1000
+                if late > self.kill_grace * 1000:
+                    self._signal(pid, signal.SIGKILL)
+            state = Status.STOPPING if job.state is Status.STOPPING else Status.IN_PROGRESS
+            return Observation(state, attempts=attempts)
+        final = _FINAL.get(status.get("state", ""))
+        if final is None:
+            if job.state is Status.STOPPING:
+                return Observation(Status.STOPPED, "cancelled", attempts=attempts)
+            return Observation(
+                Status.FAILED, "the job's process ended without finishing", attempts=attempts
+            )
+        if final is Status.FAILED and (attempts or 1) <= job.max_retries:
+            # A failing notebook is retried with a new process (the runner counts attempts).
+            ref = await self.start(job, Launch.of(job))
+            return Observation(Status.IN_PROGRESS, attempts=attempts, backend_ref=ref)
+        return Observation(final, _message(status), attempts=attempts)
+
+    async def cancel(self, job: JobRecord) -> None:
+        pid, start = self._ref(job)
+        if pid is None or not _alive(pid, start):
+            return
+        self._signal(pid, signal.SIGTERM)
+
+    def _signal(self, pid: int, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, sig)
+
+    def read_file(self, job: JobRecord, relative: str) -> bytes | None:
+        path = (self.job_dir(job) / relative).resolve()
+        if not path.is_relative_to(self.job_dir(job).resolve()):
+            return None
+        try:
+            return path.read_bytes()
+        except OSError:
+            return None
+
+
+def _message(status: dict) -> str | None:
+    state = status.get("state")
+    error = status.get("error") or {}
+    if state == "timeout":
+        return "stopped: the job ran past its timeout"
+    if state == "failed" and error:
+        cell = status.get("failed_cell")
+        where = f" in cell {cell}" if cell is not None else ""
+        return f"failed{where}: {error.get('ename', '')}: {error.get('evalue', '')}".strip()
+    return state

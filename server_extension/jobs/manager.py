@@ -1,0 +1,208 @@
+"""What the jobs service does: admit, record, start, watch, cancel; release slices at the end.
+
+One watch loop observes every unfinished job through the backend, also after a restart of the
+service, so nothing stays "running" forever and every slice is released once, when its job ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from traitlets.config import LoggingConfigurable
+
+from .backends.base import Backend, Launch
+from .hub_client import HubClient
+from .model import JobInputError, Status, parse_request
+from .store import JobRecord, Store, now_ms
+
+
+class JobsManager(LoggingConfigurable):
+    """The service's logic; the handlers parse and authorise, this decides."""
+
+    def __init__(
+        self,
+        store: Store,
+        backend: Backend,
+        hub: HubClient,
+        max_timeout: int,
+        max_retries: int,
+        poll_interval: float,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.store = store
+        self.backend = backend
+        self.hub = hub
+        self.max_timeout = max_timeout
+        self.max_retries = max_retries
+        self.poll_interval = poll_interval
+        self._creating: dict[tuple[str, str], asyncio.Lock] = {}
+        self._task: asyncio.Task | None = None
+        #: Set after each pass of the watch loop (tests and the live log wait on it).
+        self.observed = asyncio.Event()
+
+    # --- create ------------------------------------------------------------------------------
+
+    async def create(self, owner: str, body: Any) -> tuple[JobRecord, bool]:
+        """Admit and start a job; returns (job, created). A repeated idempotency key returns
+        the first job with created False. Bad input raises :class:`JobInputError` with nothing
+        recorded and nothing reserved."""
+        request = parse_request(body, self.max_timeout, self.max_retries)
+        key = request.idempotency_key
+        lock = self._creating.setdefault((owner, key or request.job_id), asyncio.Lock())
+        async with lock:
+            if key:
+                existing = self.store.find(owner=owner, idempotency_key=key)
+                if existing:
+                    return existing[0], False
+            if self.store.get(request.job_id) is not None:
+                raise JobInputError("a job with this job_id exists", "job_id", 409)
+            admitted = await self.hub.admit(
+                owner,
+                {
+                    "flavor": request.flavor,
+                    "project": request.project,
+                    "gpu_type": request.gpu_type,
+                    "image": request.image,
+                },
+                request.name,
+            )
+            allocation = admitted.get("allocation")
+            job = JobRecord(
+                job_id=request.job_id,
+                owner=owner,
+                name=request.name,
+                input_path=request.input_path,
+                snapshot_path=request.snapshot_path,
+                project=admitted.get("project"),
+                flavor=request.flavor,
+                gpu_type=admitted.get("gpu_type"),
+                image=(admitted.get("image") or {}).get("key"),
+                image_ref=(admitted.get("image") or {}).get("image"),
+                cpu=(admitted.get("flavor") or {}).get("cpu"),
+                memory=(admitted.get("flavor") or {}).get("memory"),
+                parameters=request.parameters,
+                environment=request.environment,
+                timeout_seconds=request.timeout_seconds,
+                max_retries=request.max_retries,
+                output_formats=list(request.output_formats),
+                tags=list(request.tags),
+                status=Status.QUEUED.value,
+                attempts=0,
+                allocation_id=allocation["id"] if allocation else None,
+                gpu_slice=_held_slice(allocation, admitted.get("environment") or {}),
+                idempotency_key=key,
+                rerun_of=request.rerun_of,
+                create_time=now_ms(),
+            )
+            try:
+                with self.store.session() as session:
+                    session.add(job)
+            except IntegrityError:
+                await self._release(job)
+                raise JobInputError("a job with this job_id exists", "job_id", 409) from None
+        self._creating.pop((owner, key or request.job_id), None)
+        await self._start(job)
+        return self.store.get(job.job_id) or job, True
+
+    async def _start(self, job: JobRecord) -> None:
+        try:
+            ref = await self.backend.start(job, Launch.of(job))
+        except Exception as err:
+            self.log.exception("job %s could not start", job.job_id)
+            self.store.update(
+                job.job_id,
+                status=Status.FAILED.value,
+                status_message=f"could not start: {err}",
+                end_time=now_ms(),
+            )
+            await self._release(job)
+            return
+        if job.allocation_id:
+            await self.hub.commit(job.allocation_id)
+        self.store.update(
+            job.job_id, backend_ref=ref, status=Status.IN_PROGRESS.value, start_time=now_ms()
+        )
+
+    # --- read, cancel ------------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobRecord | None:
+        return self.store.get(job_id)
+
+    async def cancel(self, job: JobRecord) -> JobRecord:
+        """Ask the backend to stop the job; the watch loop records STOPPED once it is gone."""
+        if job.state.finished:
+            return job
+        updated = self.store.update(job.job_id, status=Status.STOPPING.value) or job
+        await self.backend.cancel(updated)
+        await self.refresh(updated)
+        return self.store.get(job.job_id) or updated
+
+    # --- the watch loop ----------------------------------------------------------------------
+
+    def start_watching(self) -> None:
+        self._task = asyncio.ensure_future(self._watch())
+
+    async def stop_watching(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            for job in self.store.to_watch():
+                try:
+                    await self.refresh(job)
+                except Exception:
+                    self.log.exception("watching job %s failed; will retry", job.job_id)
+            self.observed.set()
+            self.observed = asyncio.Event()
+            await asyncio.sleep(self.poll_interval)
+
+    async def refresh(self, job: JobRecord) -> None:
+        """Record what the backend sees of one job; release its slice when it has ended."""
+        if job.state is Status.QUEUED and not job.backend_ref:
+            return  # being started right now
+        seen = await self.backend.status_of(job)
+        values: dict[str, Any] = {}
+        if seen.status.value != job.status:
+            values["status"] = seen.status.value
+        for name in ("pending_reason", "backend_ref"):
+            value = getattr(seen, name)
+            if value != getattr(job, name) and (name != "backend_ref" or value):
+                values[name] = value
+        if seen.attempts is not None and seen.attempts != job.attempts:
+            values["attempts"] = seen.attempts
+        if seen.message and seen.message != job.status_message:
+            values["status_message"] = seen.message
+        if seen.status.finished:
+            values["end_time"] = job.end_time or now_ms()
+        if values:
+            self.store.update(job.job_id, **values)
+        if seen.status.finished:
+            await self._release(job)
+
+    async def _release(self, job: JobRecord) -> None:
+        if not job.allocation_id:
+            return
+        try:
+            await self.hub.release(job.allocation_id)
+        except Exception:
+            self.log.exception("could not release slice %s; will retry", job.allocation_id)
+            return
+        self.store.update(job.job_id, allocation_id=None)
+
+
+def _held_slice(allocation: dict | None, environment: dict[str, str]) -> dict | None:
+    if not allocation:
+        return None
+    return {
+        "description": allocation.get("description"),
+        "fraction": allocation.get("fraction"),
+        "gpu_type": allocation.get("gpu_type"),
+        "node": allocation.get("node"),
+        "environment": environment,
+        "allocation": allocation,
+    }
