@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from pathlib import Path
@@ -23,6 +24,7 @@ from tornado.iostream import StreamClosedError
 from .jobs_client import JobsClient, ServiceError
 from .parameters import ParameterError, check_parameters, declared_parameters
 from .snapshot import (
+    JOBS_FOLDER,
     SubmitError,
     job_file,
     kernel_name,
@@ -153,8 +155,14 @@ class JobsHandler(AiConsoleHandler):
 
         await self.run(work)
 
-    async def submit(self, body: dict[str, Any], rerun_of: str | None = None) -> tuple[int, Any]:
-        """Check, snapshot and forward one submission; undo the snapshot if it is refused."""
+    async def submit(
+        self, body: dict[str, Any], rerun_of: str | None = None, read_from: str | None = None
+    ) -> tuple[int, Any]:
+        """Check, snapshot and forward one submission; undo the snapshot if it is refused.
+
+        ``read_from`` (a re-run) is the snapshot to run instead of the notebook at
+        ``input_path``, which still names the notebook the job came from.
+        """
         allowed = {
             "name", "input_path", "project", "flavor", "gpu_type", "image", "parameters",
             "environment", "timeout_seconds", "max_retries", "output_formats", "tags",
@@ -163,9 +171,9 @@ class JobsHandler(AiConsoleHandler):
         unknown = sorted(set(body) - allowed)
         if unknown:
             raise SubmitError(f"unknown field {unknown[0]!r}", unknown[0])
-        notebook = read_notebook(
-            self.root, body.get("input_path"), self.extension.max_notebook_bytes
-        )
+        limit = self.extension.max_notebook_bytes
+        notebook = read_notebook(self.root, read_from or body.get("input_path"), limit)
+        input_path = body["input_path"] if read_from else notebook.path
         kernel = kernel_name(notebook.node)
         specs = self.kernel_spec_manager.find_kernel_specs()
         if kernel not in specs:
@@ -182,19 +190,22 @@ class JobsHandler(AiConsoleHandler):
         except ParameterError as err:
             field = f"parameters.{err.name}" if err.name else "parameters"
             raise SubmitError(str(err), field) from None
-        name = body.get("name") or default_name(notebook.path)
+        name = body.get("name") or default_name(input_path)
         job_id = uuid.uuid4().hex
         spec = {
             "parameters": values,
             "output_formats": body.get("output_formats") or ["ipynb"],
             "kernel_name": kernel,
             "timeout_seconds": body.get("timeout_seconds"),
+            # The kernel runs where the notebook lives (relative paths work as in Lab),
+            # written relative to the job folder so it holds wherever the storage is mounted.
+            "cwd": os.path.relpath(Path(input_path).parent, f"{JOBS_FOLDER}/{job_id}"),
         }
         snapshot = write_snapshot(self.root, job_id, notebook.node, spec)
         request = {
             **body,
             "name": name,
-            "input_path": notebook.path,
+            "input_path": input_path,
             "parameters": values,
             "job_id": job_id,
             "snapshot_path": snapshot,
@@ -247,8 +258,7 @@ class RerunHandler(JobsHandler):
                 for k in ("project", "flavor", "gpu_type", "image", "environment",
                           "timeout_seconds", "max_retries", "output_formats", "tags")
             }  # fmt: skip
-            # The re-run runs the snapshot of the first run, not the notebook as edited since.
-            request["input_path"] = old["snapshot_path"]
+            request["input_path"] = old["input_path"]
             request["parameters"] = {
                 **(old.get("parameters") or {}),
                 **(body.get("parameters") or {}),
@@ -256,7 +266,8 @@ class RerunHandler(JobsHandler):
             request["name"] = body.get("name") or f"{old['name']}-rerun"
             request["idempotency_key"] = body.get("idempotency_key")
             request = {k: v for k, v in request.items() if v is not None}
-            status, job = await self.submit(request, rerun_of=job_id)
+            # The re-run runs the snapshot of the first run, not the notebook as edited since.
+            status, job = await self.submit(request, job_id, read_from=old["snapshot_path"])
             self.send(status, self.enrich(job))
 
         await self.run(work)
