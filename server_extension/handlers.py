@@ -135,25 +135,8 @@ class ParametersHandler(AiConsoleHandler):
         await self.run(work)
 
 
-class JobsHandler(AiConsoleHandler):
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        async def work():
-            query = {k: self.get_argument(k, None) for k in ("status", "q", "tag")}
-            _, listing = await self.service("GET", "jobs", query=query)
-            self.send(200, {"jobs": [self.enrich(j) for j in listing.get("jobs", [])]})
-
-        await self.run(work)
-
-    @web.authenticated
-    @authorized
-    async def post(self) -> None:
-        async def work():
-            status, job = await self.submit(self.body())
-            self.send(status, self.enrich(job))
-
-        await self.run(work)
+class Submitting(AiConsoleHandler):
+    """Handlers that create jobs (submit and re-run)."""
 
     async def submit(
         self, body: dict[str, Any], rerun_of: str | None = None, read_from: str | None = None
@@ -221,6 +204,27 @@ class JobsHandler(AiConsoleHandler):
         return status, job
 
 
+class JobsHandler(Submitting):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        async def work():
+            query = {k: self.get_argument(k, None) for k in ("status", "q", "tag")}
+            _, listing = await self.service("GET", "jobs", query=query)
+            self.send(200, {"jobs": [self.enrich(j) for j in listing.get("jobs", [])]})
+
+        await self.run(work)
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        async def work():
+            status, job = await self.submit(self.body())
+            self.send(status, self.enrich(job))
+
+        await self.run(work)
+
+
 class JobHandler(AiConsoleHandler):
     @web.authenticated
     @authorized
@@ -241,7 +245,7 @@ class JobHandler(AiConsoleHandler):
         await self.run(work)
 
 
-class RerunHandler(JobsHandler):
+class RerunHandler(Submitting):
     @web.authenticated
     @authorized
     async def post(self, job_id: str) -> None:
