@@ -8,8 +8,9 @@ from one allocator.
   projects, flavors with how many could start now, images
 - ``POST /api/ai-console/job-admissions``  the jobs service (custom:ai-console:allocations):
   body ``{user, request: {flavor, project, gpu_type, image}, name}``; checks the request for
-  that user and reserves the slice; 201 with project, flavor, image, allocation and the
-  slice's environment for a local process; 403/400 naming the field, 409 when no slice is free
+  that user and reserves the slice; 201 with project, flavor, image, allocation, the slice's
+  environment for a local process and what a pod needs (``pod``: env, volumes, annotations);
+  403/400 naming the field, 409 when no slice is free
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ from jupyterhub import orm
 from jupyterhub.scopes import has_scope
 from tornado import web
 
-from gpu_fraction.enforcement import container_environment, startup_hook_dir
+from gpu_fraction.annotations import to_annotations
+from gpu_fraction.enforcement import (
+    STARTUP_MOUNT_PATH,
+    container_environment,
+    has_caps,
+    kubernetes_volumes,
+    startup_hook_dir,
+)
 from gpu_fraction.errors import AllocationRefused
 from gpu_fraction.model import Owner
 from spawner.allocation_api import SCOPE_ALLOCATIONS, SliceAPIHandler, allocation_model
@@ -121,7 +129,7 @@ class JobAdmissionHandler(JobsHubHandler):
             self.write_json(403, {"message": err.reason, "field": err.field})
             return
         flavor, project = decision.flavor, decision.project
-        allocation, environment = None, {}
+        allocation, environment, pod = None, {}, None
         if flavor.gpu is not None and decision.gpu_type is not None:
             owner = Owner("job", name, project.slug if project else "", str(job_name)[:63])
             try:
@@ -133,6 +141,7 @@ class JobAdmissionHandler(JobsHubHandler):
             environment = container_environment(
                 held, startup_path=startup_hook_dir(), in_container=False
             )
+            pod = self._pod_slice(held)
         image = decision.image
         self.write_json(
             201,
@@ -143,8 +152,23 @@ class JobAdmissionHandler(JobsHubHandler):
                 "image": {"key": image.key, "image": image.image} if image else None,
                 "allocation": allocation,
                 "environment": environment,
+                "pod": pod,
             },
         )
+
+    def _pod_slice(self, held: Any) -> dict[str, Any]:
+        """The slice written into a job's pod, by the same builders the spawner uses."""
+        configmap = self.slice_manager.startup_hook_configmap or None
+        startup = STARTUP_MOUNT_PATH if configmap and has_caps(held) else None
+        volumes, mounts = kubernetes_volumes(held, startup_configmap=configmap)
+        return {
+            "environment": container_environment(held, startup_path=startup, in_container=True),
+            "volumes": volumes,
+            "volume_mounts": mounts,
+            "annotations": to_annotations(held),
+            "node": held.node,
+            "simulated": held.simulated,
+        }
 
 
 def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:

@@ -92,7 +92,9 @@ class JobsManager(LoggingConfigurable):
                 status=Status.QUEUED.value,
                 attempts=0,
                 allocation_id=allocation["id"] if allocation else None,
-                gpu_slice=_held_slice(allocation, admitted.get("environment") or {}),
+                gpu_slice=_held_slice(
+                    allocation, admitted.get("environment") or {}, admitted.get("pod")
+                ),
                 idempotency_key=key,
                 rerun_of=request.rerun_of,
                 create_time=now_ms(),
@@ -122,9 +124,8 @@ class JobsManager(LoggingConfigurable):
             return
         if job.allocation_id:
             await self.hub.commit(job.allocation_id)
-        self.store.update(
-            job.job_id, backend_ref=ref, status=Status.IN_PROGRESS.value, start_time=now_ms()
-        )
+        # QUEUED until the backend sees it run (a pod may wait for a node or an image).
+        self.store.update(job.job_id, backend_ref=ref)
 
     # --- read, cancel ------------------------------------------------------------------------
 
@@ -177,8 +178,11 @@ class JobsManager(LoggingConfigurable):
             values["attempts"] = seen.attempts
         if seen.message and seen.message != job.status_message:
             values["status_message"] = seen.message
+        if seen.status is Status.IN_PROGRESS and job.start_time is None:
+            values["start_time"] = now_ms()
         if seen.status.finished:
             values["end_time"] = job.end_time or now_ms()
+            values["start_time"] = job.start_time or values.get("start_time") or now_ms()
         if values:
             self.store.update(job.job_id, **values)
         if seen.status.finished:
@@ -195,7 +199,9 @@ class JobsManager(LoggingConfigurable):
         self.store.update(job.job_id, allocation_id=None)
 
 
-def _held_slice(allocation: dict | None, environment: dict[str, str]) -> dict | None:
+def _held_slice(
+    allocation: dict | None, environment: dict[str, str], pod: dict | None
+) -> dict | None:
     if not allocation:
         return None
     return {
@@ -205,4 +211,5 @@ def _held_slice(allocation: dict | None, environment: dict[str, str]) -> dict | 
         "node": allocation.get("node"),
         "environment": environment,
         "allocation": allocation,
+        "pod": pod,
     }

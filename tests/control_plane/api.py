@@ -22,6 +22,7 @@ RESOURCES: dict[str, tuple[str, bool]] = {
     "secrets": ("/api/v1", True),
     "events": ("/api/v1", True),
     "persistentvolumeclaims": ("/api/v1", True),
+    "persistentvolumes": ("/api/v1", False),
     "serviceaccounts": ("/api/v1", True),
     "resourcequotas": ("/api/v1", True),
     "limitranges": ("/api/v1", True),

@@ -32,7 +32,8 @@ from .cluster import ControlPlane
 from .kubelet import ProcessKubelet
 from .proxy import FaultProxy
 
-HUB_RBAC = Path(__file__).resolve().parents[2] / "hub_config" / "kubernetes" / "hub-rbac.yaml"
+RBAC_FOLDER = Path(__file__).resolve().parents[2] / "hub_config" / "kubernetes"
+HUB_RBAC = RBAC_FOLDER / "hub-rbac.yaml"
 HUB_ACCOUNT = "ai-console-hub"
 RBAC_GROUP = "rbac.authorization.k8s.io"
 ARTIFACTS = Path(os.environ.get("AI_CONSOLE_TEST_ARTIFACTS", ".test-artifacts"))
@@ -40,10 +41,15 @@ _counter = itertools.count(1)
 
 
 @functools.cache
-def hub_rbac(kind: str) -> list[dict]:
-    """The hub's documented ``Role`` or ``ClusterRole`` objects, read once."""
-    docs = yaml.safe_load(HUB_RBAC.read_text())
+def documented_rbac(path: Path, kind: str) -> list[dict]:
+    """The documented ``Role`` or ``ClusterRole`` objects of one RBAC file, read once."""
+    docs = yaml.safe_load(path.read_text())
     return [{**d, "metadata": {"name": d["metadata"]["name"]}} for d in docs if d["kind"] == kind]
+
+
+def hub_rbac(kind: str) -> list[dict]:
+    """The hub's documented ``Role`` or ``ClusterRole`` objects."""
+    return documented_rbac(HUB_RBAC, kind)
 
 
 def reset_client_caches(load: bool) -> None:
@@ -122,24 +128,72 @@ class TestCluster:
 
     def bind_hub(self) -> None:
         """The hub's ServiceAccount with exactly the documented Role, as a token kubeconfig."""
+        self.hub_token = self.bind_account(HUB_ACCOUNT, HUB_RBAC, self.hub_kubeconfig)
+
+    def bind_account(self, account: str, rbac: Path, kubeconfig: Path) -> str:
+        """A ServiceAccount bound to the Roles (and ClusterRoles, made once per session) of a
+        documented RBAC file; writes a token kubeconfig through the proxy, returns the token."""
         ns = self.namespace
-        self.admin.create("serviceaccounts", {"metadata": {"name": HUB_ACCOUNT}}, ns)
-        subject = [{"kind": "ServiceAccount", "name": HUB_ACCOUNT, "namespace": ns}]
-        for role in hub_rbac("Role"):
+        self.admin.create("serviceaccounts", {"metadata": {"name": account}}, ns)
+        subject = [{"kind": "ServiceAccount", "name": account, "namespace": ns}]
+        for role in documented_rbac(rbac, "Role"):
             name = role["metadata"]["name"]
             self.admin.create("roles", role, ns)
             ref = {"apiGroup": RBAC_GROUP, "kind": "Role", "name": name}
             binding = {"metadata": {"name": name}, "roleRef": ref, "subjects": subject}
             self.admin.create("rolebindings", binding, ns)
-        for role in hub_rbac("ClusterRole"):
+        for role in documented_rbac(rbac, "ClusterRole"):
             name = role["metadata"]["name"]
             ref = {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name}
             binding = {"metadata": {"name": f"{name}-{ns}"}, "roleRef": ref, "subjects": subject}
             self.admin.create("clusterrolebindings", binding)
-        self.hub_token = self.cluster.plane.service_account_token(ns, HUB_ACCOUNT)
+        token = self.cluster.plane.service_account_token(ns, account)
         self.cluster.plane.write_kubeconfig(
-            self.hub_kubeconfig, self.hub_credentials, url=self.cluster.proxy.url
+            kubeconfig, Credentials(token=token), url=self.cluster.proxy.url
         )
+        return token
+
+    def add_volume(self, claim: str) -> Path:
+        """A PersistentVolumeClaim bound to a static volume (no provisioner here); returns the
+        folder the process kubelet mounts for it, as a node's disk would hold it."""
+        ns = self.namespace
+        volume = f"{ns}-{claim}"
+        self.admin.create(
+            "persistentvolumes",
+            {
+                "metadata": {"name": volume},
+                "spec": {
+                    "capacity": {"storage": "1Gi"},
+                    "accessModes": ["ReadWriteMany"],
+                    "hostPath": {"path": f"/volumes/{volume}"},
+                    "claimRef": {"namespace": ns, "name": claim},
+                },
+            },
+        )
+        self._removers.append(lambda: self.admin.delete("persistentvolumes", volume))
+        self.admin.create(
+            "persistentvolumeclaims",
+            {
+                "metadata": {"name": claim},
+                "spec": {
+                    "accessModes": ["ReadWriteMany"],
+                    "resources": {"requests": {"storage": "1Gi"}},
+                    "volumeName": volume,
+                    "storageClassName": "",
+                },
+            },
+            ns,
+        )
+        self.admin.wait_for(
+            "persistentvolumeclaims",
+            claim,
+            ns,
+            lambda c: c is not None and c.get("status", {}).get("phase") == "Bound",
+            timeout=30,
+        )
+        folder = self.kubelet.root / "pvc" / ns / claim
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
 
     @property
     def hub_credentials(self) -> Credentials:

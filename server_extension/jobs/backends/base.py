@@ -17,14 +17,16 @@ class Launch:
 
     #: The slice's environment for a local process (empty for CPU jobs).
     slice_environment: dict[str, str] = field(default_factory=dict)
-    #: The hub's allocation model (``None`` for CPU jobs), for pods: annotations, node, GPUs.
+    #: The hub's allocation model (``None`` for CPU jobs).
     allocation: dict[str, Any] | None = None
+    #: The slice for a pod (environment, volumes, mounts, annotations, node), from the hub.
+    pod: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, job: JobRecord) -> Launch:
         """The launch of a job already recorded (a retry, or after a restart)."""
         held = job.gpu_slice or {}
-        return cls(dict(held.get("environment") or {}), held.get("allocation"))
+        return cls(dict(held.get("environment") or {}), held.get("allocation"), held.get("pod"))
 
 
 @dataclass(frozen=True)
@@ -54,7 +56,7 @@ class Backend(LoggingConfigurable):
         """Stop the job; :meth:`status_of` reports STOPPED once it is gone."""
         raise NotImplementedError
 
-    def read_file(self, job: JobRecord, relative: str) -> bytes | None:
+    async def read_file(self, job: JobRecord, relative: str) -> bytes | None:
         """A file of the job's folder (log, outputs) for readers other than its owner."""
         return None
 

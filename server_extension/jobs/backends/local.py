@@ -155,7 +155,7 @@ class LocalBackend(Backend):
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, sig)
 
-    def read_file(self, job: JobRecord, relative: str) -> bytes | None:
+    async def read_file(self, job: JobRecord, relative: str) -> bytes | None:
         path = (self.job_dir(job) / relative).resolve()
         if not path.is_relative_to(self.job_dir(job).resolve()):
             return None
