@@ -89,6 +89,14 @@ class GPUSliceManager(SingletonConfigurable):
         that caps PyTorch and TensorFlow memory to the slice. The hub creates or updates it at
         start; pods with a fractional slice mount it. Empty: no hook, only environment caps.""",
     )
+    job_slice_grace = Float(
+        600.0,
+        config=True,
+        help="""Seconds a job's slice is kept with no live pod before the reconcile loop
+        releases it. A job's pod appears some time after its Job (and again between retries);
+        the jobs service releases slices when jobs end, so this only catches a job whose
+        service never came back (killed with its node, say).""",
+    )
     reconcile_interval = Float(
         30.0,
         config=True,
@@ -124,6 +132,8 @@ class GPUSliceManager(SingletonConfigurable):
         self._reconcile_task: asyncio.Task | None = None
         #: allocation id -> when it was committed (or adopted), for the reconcile loop
         self._committed_at: dict[str, float] = {}
+        #: allocation id -> when a live pod last held it (job slices)
+        self._seen_alive: dict[str, float] = {}
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -243,11 +253,12 @@ class GPUSliceManager(SingletonConfigurable):
                 self.log.exception("GPU slice reconcile failed; will retry")
 
     async def reconcile(self) -> list[Allocation]:
-        """Release notebook slices whose pod no longer exists; returns what was released.
+        """Release slices whose pods are gone; returns what was released.
 
         Only slices committed before the listing started are judged, so a pod created while
-        the list was in flight is not mistaken for a vanished one. Job slices are left to the
-        jobs service, whose pods appear some time after their Job.
+        the list was in flight is not mistaken for a vanished one. A notebook slice goes as
+        soon as its pod is gone; a job slice only after ``job_slice_grace`` seconds without a
+        live pod, since a Job's pod comes after it, and again between retries.
         """
         started = time.monotonic()
         pods = await self._list_slice_pods()
@@ -259,17 +270,20 @@ class GPUSliceManager(SingletonConfigurable):
         released = []
         for allocation in self.allocator.allocations():
             committed_at = self._committed_at.get(allocation.id)
-            if (
-                allocation.owner.kind == "notebook"
-                and allocation.id not in alive
-                and committed_at is not None
-                and committed_at < started
-                and self.allocator.release(allocation.id)
-            ):
-                self._committed_at.pop(allocation.id, None)
+            if allocation.id in alive:
+                self._seen_alive[allocation.id] = started
+                continue
+            if committed_at is None or committed_at >= started:
+                continue
+            if allocation.owner.kind == "job":
+                last = max(committed_at, self._seen_alive.get(allocation.id, committed_at))
+                if started - last < self.job_slice_grace:
+                    continue
+            if self.release(allocation.id):
                 self.log.warning(
-                    "released GPU slice %s of %s: its pod is gone",
+                    "released GPU slice %s of %s %s: its pod is gone",
                     allocation.id,
+                    allocation.owner.kind,
                     allocation.owner.user,
                 )
                 released.append(allocation)
@@ -293,6 +307,7 @@ class GPUSliceManager(SingletonConfigurable):
 
     def release(self, allocation_id: str) -> bool:
         self._committed_at.pop(allocation_id, None)
+        self._seen_alive.pop(allocation_id, None)
         if self._allocator is None:
             return False
         return self._allocator.release(allocation_id)
