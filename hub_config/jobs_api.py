@@ -137,11 +137,15 @@ class JobAdmissionHandler(JobsHubHandler):
             except AllocationRefused as err:
                 self.write_json(409, {"message": err.reason, "field": "gpu_type"})
                 return
-            allocation = allocation_model(held)
-            environment = container_environment(
-                held, startup_path=startup_hook_dir(), in_container=False
-            )
-            pod = self._pod_slice(held)
+            try:
+                allocation = allocation_model(held)
+                environment = container_environment(
+                    held, startup_path=startup_hook_dir(), in_container=False
+                )
+                pod = self._pod_slice(held)
+            except Exception:
+                manager.release(held.id)  # never leave a reserved slice behind an error
+                raise
         image = decision.image
         self.write_json(
             201,
@@ -160,7 +164,8 @@ class JobAdmissionHandler(JobsHubHandler):
         """The slice written into a job's pod, by the same builders the spawner uses."""
         configmap = self.slice_manager.startup_hook_configmap or None
         startup = STARTUP_MOUNT_PATH if configmap and has_caps(held) else None
-        volumes, mounts = kubernetes_volumes(held, startup_configmap=configmap)
+        # Jobs do not use the MPS daemon yet: the framework caps and the agent enforce.
+        volumes, mounts = kubernetes_volumes(held, mps=None, startup_configmap=configmap)
         return {
             "environment": container_environment(held, startup_path=startup, in_container=True),
             "volumes": volumes,

@@ -15,8 +15,7 @@ from typing import Any
 
 import nbformat
 
-#: Folder of job snapshots, logs and outputs, relative to the user's root.
-JOBS_FOLDER = ".ai-console/jobs"
+from .jobs.model import SNAPSHOT_FOLDER as JOBS_FOLDER  # job folders, relative to the root
 
 
 class SubmitError(ValueError):

@@ -16,6 +16,8 @@ RESERVED_ENV = re.compile(
     r"^(NVIDIA_|CUDA_|JUPYTERHUB_|AI_CONSOLE_|KUBERNETES_|XLA_PYTHON_CLIENT_MEM_FRACTION$|"
     r"TF_|PYTHONPATH$|PATH$|HOME$|LD_)"
 )
+#: Where the server extension snapshots a job, relative to the owner's storage.
+SNAPSHOT_FOLDER = ".ai-console/jobs"
 MAX_NAME = 200
 MAX_TAGS = 20
 MAX_ENV = 50
@@ -122,6 +124,13 @@ def parse_request(body: Any, max_timeout: int, max_retries: int) -> JobRequest:
     job_id = _text(body, "job_id", required=True)
     if not JOB_ID_RE.match(job_id or ""):
         raise JobInputError("job_id must be 32 lowercase hex digits", "job_id")
+    # The service runs and reads exactly this folder of the owner's storage, never a path the
+    # caller chose (that could reach another user's files).
+    snapshot = _text(body, "snapshot_path", required=True)
+    if snapshot != f"{SNAPSHOT_FOLDER}/{job_id}/input.ipynb":
+        raise JobInputError(
+            f"snapshot_path must be {SNAPSHOT_FOLDER}/<job_id>/input.ipynb", "snapshot_path"
+        )
     parameters = body.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise JobInputError("parameters must be an object of name: value", "parameters")
@@ -158,7 +167,7 @@ def parse_request(body: Any, max_timeout: int, max_retries: int) -> JobRequest:
         job_id=job_id or "",
         name=_text(body, "name", required=True, limit=MAX_NAME) or "",
         input_path=_text(body, "input_path", required=True) or "",
-        snapshot_path=_text(body, "snapshot_path", required=True) or "",
+        snapshot_path=snapshot,
         flavor=_text(body, "flavor", required=True, limit=64) or "",
         project=_text(body, "project", limit=63),
         gpu_type=_text(body, "gpu_type", limit=64),

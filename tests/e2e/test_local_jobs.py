@@ -243,6 +243,19 @@ def test_isolation_between_users_course_admins_and_platform_admins(jobs_hub, stu
         assert manager.call("GET", f"jobs/{job_id}").json()["owner"] == "student1"
         assert "private" in manager.call("GET", f"jobs/{job_id}/log").text
     assert researcher.call("GET", "jobs").json()["jobs"] == []
+    # Calling the service directly, a user cannot point a job at another user's files.
+    crafted = researcher.call(
+        "POST",
+        "jobs",
+        json={
+            "job_id": "f" * 32,
+            "name": "steal",
+            "input_path": "x.ipynb",
+            "snapshot_path": f"../student1/.ai-console/jobs/{job_id}/input.ipynb",
+            "flavor": "2C-4G",
+        },
+    )
+    assert crafted.status_code == 400 and crafted.json()["field"] == "snapshot_path"
     anonymous = requests.get(f"{owner.base}/jobs", timeout=30, allow_redirects=False)
     assert anonymous.status_code in (302, 401, 403)
     forged = requests.get(
