@@ -8,6 +8,8 @@ from urllib.parse import urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from .http import http_client
+
 
 class ServiceError(Exception):
     """The jobs service refused or failed; carries its status and JSON body."""
@@ -23,6 +25,7 @@ class JobsClient:
         self.url = url.rstrip("/") + "/api"
         self.token = token
         self.timeout = timeout
+        self._http: AsyncHTTPClient | None = None
 
     async def call(
         self, method: str, path: str, body: Any = None, query: dict | None = None
@@ -51,7 +54,9 @@ class JobsClient:
             request_timeout=self.timeout,
         )
         try:
-            response = await AsyncHTTPClient().fetch(request)
+            if self._http is None:
+                self._http = http_client()
+            response = await self._http.fetch(request)
         except HTTPClientError as err:
             if err.response is None:
                 message = f"the jobs service is unreachable: {err}"

@@ -54,7 +54,7 @@ class JobsService(Application):
     )
     max_retries = Integer(3, config=True, help="""The most retries a job may ask for.""")
     poll_interval = Float(
-        1.0,
+        0.5,
         config=True,
         help="""Seconds between two looks at every unfinished job.""",
     )

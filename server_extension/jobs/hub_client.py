@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
+from ..http import http_client
 from .model import JobInputError
 
 
@@ -21,7 +22,7 @@ class HubClient:
     def __init__(self, api_url: str, token: str) -> None:
         self.api_url = api_url.rstrip("/")
         self.token = token
-        self.http = AsyncHTTPClient()
+        self._http: AsyncHTTPClient | None = None
 
     async def _call(
         self, method: str, path: str, body: Any = None, token: str | None = None
@@ -38,7 +39,9 @@ class HubClient:
             request_timeout=30,
         )
         try:
-            response = await self.http.fetch(request)
+            if self._http is None:
+                self._http = http_client()
+            response = await self._http.fetch(request)
         except HTTPClientError as err:
             if err.response is None:
                 raise

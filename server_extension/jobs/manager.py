@@ -40,6 +40,7 @@ class JobsManager(LoggingConfigurable):
         self.poll_interval = poll_interval
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         self._task: asyncio.Task | None = None
+        self._starting: set[asyncio.Task] = set()
         #: Set after each pass of the watch loop (tests and the live log wait on it).
         self.observed = asyncio.Event()
 
@@ -106,10 +107,19 @@ class JobsManager(LoggingConfigurable):
                 await self._release(job)
                 raise JobInputError("a job with this job_id exists", "job_id", 409) from None
         self._creating.pop((owner, key or request.job_id), None)
-        await self._start(job)
-        return self.store.get(job.job_id) or job, True
+        # Recorded and its slice held: answer now and start it in the background (a start
+        # that fails is recorded as FAILED and its slice released).
+        self._starting.add(asyncio.ensure_future(self._start(job)))
+        return job, True
 
     async def _start(self, job: JobRecord) -> None:
+        task = asyncio.current_task()
+        try:
+            await self._launch(job)
+        finally:
+            self._starting.discard(task)  # type: ignore[arg-type]
+
+    async def _launch(self, job: JobRecord) -> None:
         try:
             ref = await self.backend.start(job, Launch.of(job))
         except Exception as err:
