@@ -11,11 +11,12 @@ NODE_STAMP := node_modules/.installed
 SIMULATE ?= gpu-01=RTX3090:24576x2,gpu-02=A100:81920x1
 
 .PHONY: run test install lint format bench clean control-plane
+.PHONY: labextension labextension-lint
 
 run: install
 	$(BIN)/ai-console up $(if $(SIMULATE),--simulate-gpus "$(SIMULATE)")
 
-test: install lint /usr/bin/chromium control-plane
+test: install lint labextension-lint /usr/bin/chromium control-plane
 	$(BIN)/python -m pytest
 
 # The Kubernetes tests run a real control plane built from k8s.io/kubernetes (pinned in
@@ -57,3 +58,15 @@ bench: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+
+# The JupyterLab extension (labextension/): `pip install` builds it into server_extension/labextension
+# (hatch-jupyter-builder, see pyproject.toml) and installs it where JupyterLab finds it. After a
+# change under labextension/, `make labextension` rebuilds and reinstalls it; `make
+# labextension-lint` runs prettier, eslint and the translation check.
+labextension: install
+	rm -rf server_extension/labextension
+	$(BIN)/pip install -q --no-deps -e .
+
+labextension-lint: install
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm lint:check

@@ -1,0 +1,118 @@
+/**
+ * What the Run-as-job dialog offers, derived from `GET flavors` (`Choices`):
+ * the flavors and images of a project, the default GPU type, and the labels.
+ */
+import type { TranslationBundle } from '@jupyterlab/translation';
+
+import type { IChoices, IFlavor, IImage } from './types';
+
+/** Whether the user must pick a project (more than one to choose from). */
+export function needsProjectChoice(choices: IChoices): boolean {
+  return choices.projects.length > 1;
+}
+
+/** The project preselected: the first one with a flavor, else the first. */
+export function defaultProject(choices: IChoices): string {
+  const withFlavor = choices.projects.find(
+    project => flavorsFor(choices, project.slug).length > 0
+  );
+  return (withFlavor ?? choices.projects[0])?.slug ?? '';
+}
+
+/** The flavors of a project (every flavor when the user has no project). */
+export function flavorsFor(choices: IChoices, project: string): IFlavor[] {
+  if (!project || choices.projects.length === 0) {
+    return choices.flavors;
+  }
+  return choices.flavors.filter(flavor => flavor.projects.includes(project));
+}
+
+/** The images of a project; an image that names no project is everyone's. */
+export function imagesFor(choices: IChoices, project: string): IImage[] {
+  if (!project) {
+    return choices.images;
+  }
+  return choices.images.filter(
+    image => image.projects.length === 0 || image.projects.includes(project)
+  );
+}
+
+/** The image preselected: the server's own when allowed, else the first. */
+export function defaultImage(choices: IChoices, project: string): string {
+  const images = imagesFor(choices, project);
+  if (
+    choices.default_image &&
+    images.some(i => i.key === choices.default_image)
+  ) {
+    return choices.default_image;
+  }
+  return images[0]?.key ?? '';
+}
+
+/** Whether the flavor has a GPU (so a GPU type is chosen). */
+export function isGpuFlavor(flavor: IFlavor | undefined): boolean {
+  return !!flavor && flavor.gpu !== null && flavor.gpu_types.length > 0;
+}
+
+/** The GPU type preselected: the one where most jobs could start now. */
+export function defaultGpuType(flavor: IFlavor | undefined): string {
+  if (!isGpuFlavor(flavor)) {
+    return '';
+  }
+  let best = flavor!.gpu_types[0];
+  for (const type of flavor!.gpu_types) {
+    if ((flavor!.available[type] ?? 0) > (flavor!.available[best] ?? 0)) {
+      best = type;
+    }
+  }
+  return best;
+}
+
+/** How many jobs of this flavor could start now, over all GPU types. */
+export function availableNow(flavor: IFlavor): number {
+  return Object.values(flavor.available).reduce((sum, n) => sum + n, 0);
+}
+
+/** "4 CPU · 16G · 1/4 GPU" */
+export function flavorResources(
+  flavor: IFlavor,
+  trans: TranslationBundle
+): string {
+  const parts = [trans.__('%1 CPU', flavor.cpu), flavor.memory];
+  if (flavor.gpu) {
+    parts.push(trans.__('%1 GPU', flavor.gpu.fraction ?? '1'));
+  }
+  return parts.join(' · ');
+}
+
+/** "A100: 3, RTX3090: 0" (jobs that could start now, per GPU type). */
+export function flavorAvailability(
+  flavor: IFlavor,
+  trans: TranslationBundle
+): string {
+  if (!isGpuFlavor(flavor)) {
+    return '';
+  }
+  const counts = flavor.gpu_types.map(type =>
+    trans.__('%1: %2', type, flavor.available[type] ?? 0)
+  );
+  return trans.__('can start now: %1', counts.join(', '));
+}
+
+/** The option text of a flavor. */
+export function flavorLabel(flavor: IFlavor, trans: TranslationBundle): string {
+  const availability = flavorAvailability(flavor, trans);
+  const resources = flavorResources(flavor, trans);
+  return availability
+    ? trans.__('%1 (%2; %3)', flavor.display_name, resources, availability)
+    : trans.__('%1 (%2)', flavor.display_name, resources);
+}
+
+/** The option text of a GPU type of a flavor. */
+export function gpuTypeLabel(
+  flavor: IFlavor,
+  type: string,
+  trans: TranslationBundle
+): string {
+  return trans.__('%1 (can start now: %2)', type, flavor.available[type] ?? 0);
+}
