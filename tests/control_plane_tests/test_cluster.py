@@ -37,7 +37,7 @@ def node(kube):
 
 def test_job_runs_to_completion_and_is_removed_after_its_ttl(node):
     ns = node.namespace
-    node.admin.create("jobs", job("ok", "print('done')", ttlSecondsAfterFinished=1), ns)
+    node.admin.create("jobs", job("ok", "print('done')", ttlSecondsAfterFinished=5), ns)
     done = node.admin.wait_for("jobs", "ok", ns, condition("Complete"))
     assert done["status"]["succeeded"] == 1
     node.admin.wait_for_deletion("jobs", "ok", ns, timeout=30)  # ttl-after-finished controller
