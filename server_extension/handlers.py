@@ -21,11 +21,11 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
+from .jobs.model import JobInputError
 from .jobs_client import JobsClient, ServiceError
 from .parameters import ParameterError, check_parameters, declared_parameters
 from .snapshot import (
     JOBS_FOLDER,
-    SubmitError,
     job_file,
     kernel_name,
     read_notebook,
@@ -73,9 +73,9 @@ class AiConsoleHandler(APIHandler):
         try:
             body = json.loads(self.request.body or b"{}")
         except json.JSONDecodeError as err:
-            raise SubmitError(f"the request body is not JSON: {err}") from None
+            raise JobInputError(f"the request body is not JSON: {err}") from None
         if not isinstance(body, dict):
-            raise SubmitError("the request body must be a JSON object")
+            raise JobInputError("the request body must be a JSON object")
         return body
 
     def enrich(self, job: dict) -> dict:
@@ -101,7 +101,7 @@ class AiConsoleHandler(APIHandler):
         except _Relay as relay:
             err = relay.error
             self.fail(err.status, str(err.body.get("message")), err.body.get("field"))
-        except SubmitError as err:
+        except JobInputError as err:
             self.fail(err.status, err.message, err.field)
 
 
@@ -153,26 +153,26 @@ class Submitting(AiConsoleHandler):
         }  # fmt: skip
         unknown = sorted(set(body) - allowed)
         if unknown:
-            raise SubmitError(f"unknown field {unknown[0]!r}", unknown[0])
+            raise JobInputError(f"unknown field {unknown[0]!r}", unknown[0])
         limit = self.extension.max_notebook_bytes
         notebook = read_notebook(self.root, read_from or body.get("input_path"), limit)
         input_path = body["input_path"] if read_from else notebook.path
         kernel = kernel_name(notebook.node)
         specs = self.kernel_spec_manager.find_kernel_specs()
         if kernel not in specs:
-            raise SubmitError(
+            raise JobInputError(
                 f"the notebook's kernel {kernel!r} is not installed in this image (kernels: "
                 f"{', '.join(sorted(specs))}); change the notebook's kernel",
                 "input_path",
             )
         parameters = body.get("parameters") or {}
         if not isinstance(parameters, dict):
-            raise SubmitError("parameters must be an object of name: value", "parameters")
+            raise JobInputError("parameters must be an object of name: value", "parameters")
         try:
             values = check_parameters(declared_parameters(notebook.node), parameters)
         except ParameterError as err:
             field = f"parameters.{err.name}" if err.name else "parameters"
-            raise SubmitError(str(err), field) from None
+            raise JobInputError(str(err), field) from None
         name = body.get("name") or default_name(input_path)
         job_id = uuid.uuid4().hex
         spec = {
@@ -252,11 +252,11 @@ class RerunHandler(Submitting):
         async def work():
             _, old = await self.service("GET", f"jobs/{job_id}")
             if old.get("owner") != self.current_user.username:
-                raise SubmitError("only the owner of a job can re-run it", None, 403)
+                raise JobInputError("only the owner of a job can re-run it", None, 403)
             body = self.body()
             unknown = sorted(set(body) - {"name", "parameters", "idempotency_key"})
             if unknown:
-                raise SubmitError(f"unknown field {unknown[0]!r}", unknown[0])
+                raise JobInputError(f"unknown field {unknown[0]!r}", unknown[0])
             request = {
                 k: old.get(k)
                 for k in ("project", "flavor", "gpu_type", "image", "environment",
@@ -284,7 +284,7 @@ class JobFileHandler(AiConsoleHandler):
         async def work():
             fmt = kind if kind == "log" else self.get_argument("format", "ipynb")
             if fmt not in _FILES:
-                raise SubmitError("format must be ipynb or html", "format")
+                raise JobInputError("format must be ipynb or html", "format")
             _, job = await self.service("GET", f"jobs/{job_id}")
             self.set_header("Content-Type", _TYPES[fmt])
             if job.get("owner") != self.current_user.username:
@@ -297,7 +297,7 @@ class JobFileHandler(AiConsoleHandler):
                 return
             path = job_file(self.root, job, _FILES[fmt])
             if path is None:
-                raise SubmitError(f"job {job_id} has no {_FILES[fmt]} yet", "format", 404)
+                raise JobInputError(f"job {job_id} has no {_FILES[fmt]} yet", "format", 404)
             self.finish(path.read_bytes())
 
         await self.run(work)

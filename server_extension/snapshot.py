@@ -16,16 +16,7 @@ from typing import Any
 import nbformat
 
 from .jobs.model import SNAPSHOT_FOLDER as JOBS_FOLDER  # job folders, relative to the root
-
-
-class SubmitError(ValueError):
-    """A submission is refused; ``field`` names the request field at fault."""
-
-    def __init__(self, message: str, field: str | None = None, status: int = 400) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        self.status = status
+from .jobs.model import JobInputError
 
 
 @dataclass(frozen=True)
@@ -35,15 +26,15 @@ class Notebook:
 
 
 def resolve(root: Path, relative: Any, field: str = "input_path") -> Path:
-    """``relative`` inside ``root`` (symlinks followed), or :class:`SubmitError`."""
+    """``relative`` inside ``root`` (symlinks followed), or :class:`JobInputError`."""
     if not isinstance(relative, str) or not relative.strip():
-        raise SubmitError("give the notebook's path relative to your home folder", field)
+        raise JobInputError("give the notebook's path relative to your home folder", field)
     if "\x00" in relative or Path(relative).is_absolute():
-        raise SubmitError(f"{relative!r} must be a path relative to your home folder", field)
+        raise JobInputError(f"{relative!r} must be a path relative to your home folder", field)
     root = root.resolve()
     path = (root / relative).resolve()
     if not path.is_relative_to(root):
-        raise SubmitError(f"{relative!r} is outside your home folder", field)
+        raise JobInputError(f"{relative!r} is outside your home folder", field)
     return path
 
 
@@ -51,12 +42,12 @@ def read_notebook(root: Path, relative: Any, max_bytes: int) -> Notebook:
     """Read and validate the notebook at ``relative``."""
     path = resolve(root, relative)
     if path.suffix != ".ipynb":
-        raise SubmitError(f"{relative} is not a notebook (.ipynb)", "input_path")
+        raise JobInputError(f"{relative} is not a notebook (.ipynb)", "input_path")
     if not path.is_file():
-        raise SubmitError(f"{relative} does not exist", "input_path", 404)
+        raise JobInputError(f"{relative} does not exist", "input_path", 404)
     size = path.stat().st_size
     if size > max_bytes:
-        raise SubmitError(
+        raise JobInputError(
             f"{relative} is {size >> 20} MiB; notebooks up to {max_bytes >> 20} MiB can run "
             "as jobs (clear large outputs first)",
             "input_path",
@@ -65,7 +56,7 @@ def read_notebook(root: Path, relative: Any, max_bytes: int) -> Notebook:
         node = nbformat.read(path, as_version=4)
         nbformat.validate(node)
     except (ValueError, nbformat.ValidationError, json.JSONDecodeError) as err:
-        raise SubmitError(f"{relative} is not a valid notebook: {err}", "input_path") from None
+        raise JobInputError(f"{relative} is not a valid notebook: {err}", "input_path") from None
     return Notebook(path.relative_to(root.resolve()).as_posix(), node)
 
 
@@ -92,7 +83,7 @@ def job_file(root: Path, job: dict, name: str) -> Path | None:
     snapshot = job.get("snapshot_path") or ""
     try:
         folder = resolve(root, snapshot).parent
-    except SubmitError:
+    except JobInputError:
         return None
     path = folder / name
     return path if path.is_file() else None
