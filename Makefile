@@ -11,12 +11,14 @@ NODE_STAMP := node_modules/.installed
 SIMULATE ?= gpu-01=RTX3090:24576x2,gpu-02=A100:81920x1
 
 .PHONY: run test install lint format bench clean control-plane
-.PHONY: labextension labextension-lint
+.PHONY: labextension labextension-lint labextension-test
 
 run: install
 	$(BIN)/ai-console up $(if $(SIMULATE),--simulate-gpus "$(SIMULATE)")
 
-test: install lint labextension-lint /usr/bin/chromium control-plane
+CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+
+test: install lint labextension-lint labextension-test /usr/bin/chromium $(CJK_FONT) control-plane
 	$(BIN)/python -m pytest
 
 # The Kubernetes tests run a real control plane built from k8s.io/kubernetes (pinned in
@@ -43,6 +45,11 @@ $(NODE_STAMP): package.json package-lock.json
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
+# The zh-TW screenshots of the browser tests need a font with Chinese characters.
+$(CJK_FONT):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fonts-wqy-microhei
+
 install: $(STAMP) $(NODE_STAMP)
 
 lint: install
@@ -62,7 +69,8 @@ clean:
 # The JupyterLab extension (labextension/): `pip install` builds it into server_extension/labextension
 # (hatch-jupyter-builder, see pyproject.toml) and installs it where JupyterLab finds it. After a
 # change under labextension/, `make labextension` rebuilds and reinstalls it; `make
-# labextension-lint` runs prettier, eslint and the translation check.
+# labextension-lint` runs prettier, eslint and the translation check; `make labextension-test` runs
+# the unit tests of its pure modules (labextension/test/, vitest).
 labextension: install
 	rm -rf server_extension/labextension
 	$(BIN)/pip install -q --no-deps -e .
@@ -70,3 +78,7 @@ labextension: install
 labextension-lint: install
 	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable
 	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm lint:check
+
+labextension-test: install
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm install --immutable
+	cd labextension && PATH="$(CURDIR)/$(BIN):$$PATH" jlpm test

@@ -22,7 +22,8 @@ export default tseslint.config(
     languageOptions: {
       globals: { ...globals.browser },
       parserOptions: {
-        project: './tsconfig.json',
+        // test/tsconfig.json: the unit tests (test/*.spec.ts), outside the build.
+        project: ['./tsconfig.json', './test/tsconfig.json'],
         tsconfigRootDir: import.meta.dirname
       }
     },

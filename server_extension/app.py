@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
 
 from .handlers import handlers
 from .jobs_client import JobsClient
@@ -40,6 +40,15 @@ class AiConsoleExtension(ExtensionApp):
         help="""Seconds between two reads of a job's log while following it.""",
     )
 
+    open_job_files = Bool(
+        True,
+        config=True,
+        help="""Let Lab open the job files under the hidden `.ai-console/` folder (the executed
+        notebook, its html, the log) by turning on ContentsManager.allow_hidden, unless the
+        server's configuration sets allow_hidden itself. Lab's file browser still hides
+        dot-files unless the user shows them.""",
+    )
+
     @default("jobs_url")
     def _jobs_url(self) -> str:
         return os.environ.get(ENV_JOBS_URL, "")
@@ -51,6 +60,16 @@ class AiConsoleExtension(ExtensionApp):
     def initialize_settings(self) -> None:
         self.jobs_client = JobsClient(self.jobs_url, self.hub_token)
         self.settings["ai_console"] = self
+        self._allow_hidden_job_files()
+
+    def _allow_hidden_job_files(self) -> None:
+        """Outputs live in `.ai-console/jobs/<id>/`; without allow_hidden Lab gets a 404."""
+        configured = any(
+            "allow_hidden" in self.serverapp.config.get(section, {})
+            for section in ("ContentsManager", "FileContentsManager", "LargeFileManager")
+        )
+        if self.open_job_files and not configured:
+            self.serverapp.contents_manager.allow_hidden = True
 
     def initialize_handlers(self) -> None:
         base_url = self.serverapp.base_url

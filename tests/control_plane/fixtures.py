@@ -16,7 +16,6 @@ import contextlib
 import functools
 import importlib
 import itertools
-import os
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ..artifacts import ARTIFACTS
 from .api import ApiError, Credentials, KubeClient
 from .behavior import PodBehavior
 from .binaries import MissingBinaries, bin_dir
@@ -36,7 +36,6 @@ RBAC_FOLDER = Path(__file__).resolve().parents[2] / "hub_config" / "kubernetes"
 HUB_RBAC = RBAC_FOLDER / "hub-rbac.yaml"
 HUB_ACCOUNT = "ai-console-hub"
 RBAC_GROUP = "rbac.authorization.k8s.io"
-ARTIFACTS = Path(os.environ.get("AI_CONSOLE_TEST_ARTIFACTS", ".test-artifacts"))
 _counter = itertools.count(1)
 
 

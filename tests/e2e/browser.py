@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from ..artifacts import ARTIFACTS
 
 CHROMIUM = "/usr/bin/chromium"
 # Playwright adds --headless and a fresh temporary profile itself.
@@ -28,3 +30,10 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
+
+
+def screenshot(page: Page, name: str) -> None:
+    """Save what the page shows as ``<artifacts>/screenshots/<name>.png``."""
+    folder = ARTIFACTS / "screenshots"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"))

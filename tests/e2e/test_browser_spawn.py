@@ -4,13 +4,12 @@ placement on the progress page, land in JupyterLab."""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
-from .browser import chromium
+from .browser import chromium, screenshot
 from .conftest import PASSWORD, LocalHub
 
 
-def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub, tmp_path: Path):
+def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub):
     with chromium() as browser:
         page = browser.new_page()
         page.goto(f"{local_hub.url}/hub/login")
@@ -23,7 +22,7 @@ def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub, tmp_pa
         quarter = page.locator("label", has_text="PyTorch, 1/4 RTX 3090")
         assert "4 free now" in quarter.inner_text()
         assert page.locator("label", has_text="1 x A100").count() == 0
-        page.screenshot(path=str(tmp_path / "spawn-form.png"))
+        screenshot(page, "spawn-form")
         quarter.locator("input[type=radio]").check()
         page.click("input[type=submit], button[type=submit]")
 
@@ -31,5 +30,5 @@ def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub, tmp_pa
         page.wait_for_selector("text=Reserved 1/4 of RTX3090", state="attached", timeout=30000)
         page.wait_for_url(re.compile(r".*/user/student1/lab.*"), timeout=90000)
         page.wait_for_selector("#jp-main-dock-panel", timeout=90000)
-        page.screenshot(path=str(tmp_path / "lab.png"))
+        screenshot(page, "lab")
         assert "JupyterLab" in page.title()
