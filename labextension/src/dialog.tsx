@@ -3,7 +3,6 @@
  * parameters, and submit it (`POST jobs`). The dialog checks every field before
  * it lets the user submit, and shows the server's refusals next to the field.
  */
-import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import {
@@ -17,47 +16,26 @@ import {
   isGpuFlavor,
   needsProjectChoice
 } from './choices';
+import { Field, inputProps, fieldTestId } from './fields';
+import { showSubmitDialog } from './formdialog';
+import { JobFormFrame, JobNameField, ParametersSection } from './jobfields';
+import { IJobFormOptions, IJobFormProps, useJobForm } from './jobform';
+import type { IChoices, ICreateJob, IJob, OutputFormat } from './types';
 import {
-  Field,
-  FormButtons,
-  FormError,
-  inputProps,
-  fieldTestId,
-  ParameterFields
-} from './fields';
-import { showFormDialog } from './formdialog';
-import type { AIConsoleClient } from './request';
-import type {
-  IChoices,
-  ICreateJob,
-  IJob,
-  IParameter,
-  JSONValue,
-  OutputFormat
-} from './types';
-import {
-  defaultJobName,
-  describeSubmitError,
+  blockedReason,
   IEnvRow,
-  newIdempotencyKey,
-  parameterInput,
-  ParameterInput,
   parseEnvironment,
-  parseParameter,
   parseRetries,
   parseTags,
-  parseTimeout,
-  withoutField
+  parseTimeout
 } from './validation';
 
-/** Fields of this form that a server error can name (besides `param-<name>`). */
+/** Fields of this form a server error can name, besides the name and parameters. */
 const FIELDS = [
-  'name',
   'project',
   'flavor',
   'gpu_type',
   'image',
-  'parameters',
   'environment',
   'timeout',
   'retries',
@@ -65,45 +43,30 @@ const FIELDS = [
   'tags'
 ];
 
-export interface IRunAsJobFormProps {
-  client: AIConsoleClient;
+export interface IRunAsJobFormProps extends IJobFormProps {
   /** The notebook, relative to the server's root. */
   path: string;
-  trans: TranslationBundle;
-  onSubmitted: (job: IJob) => void;
-  onCancel: () => void;
 }
 
 /** The form of the Run-as-job dialog. */
 export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
   const { client, path, trans } = props;
-  // One key per dialog: a second submit (double click, retry) returns the first job.
-  const [idempotencyKey] = React.useState(newIdempotencyKey);
+  const form = useJobForm(path, trans, props.onSubmitted);
+  const { loadParameters, touch } = form;
   const [choices, setChoices] = React.useState<IChoices | null>(null);
   const [loadError, setLoadError] = React.useState<string | null>(null);
-  const [parameters, setParameters] = React.useState<IParameter[]>([]);
   const [parametersError, setParametersError] = React.useState<string | null>(
     null
   );
-  const [name, setName] = React.useState(() => defaultJobName(path));
   const [project, setProject] = React.useState('');
   const [flavor, setFlavor] = React.useState('');
   const [gpuType, setGpuType] = React.useState('');
   const [image, setImage] = React.useState('');
-  const [inputs, setInputs] = React.useState<{
-    [name: string]: ParameterInput;
-  }>({});
   const [envRows, setEnvRows] = React.useState<IEnvRow[]>([]);
   const [timeout, setTimeoutText] = React.useState('');
   const [retries, setRetries] = React.useState('0');
   const [formats, setFormats] = React.useState<OutputFormat[]>([]);
   const [tags, setTags] = React.useState('');
-  const [serverErrors, setServerErrors] = React.useState<{
-    [field: string]: string;
-  }>({});
-  const [topError, setTopError] = React.useState<string | null>(null);
-  const [submitting, setSubmitting] = React.useState(false);
-  const sending = React.useRef(false);
 
   React.useEffect(() => {
     let live = true;
@@ -134,15 +97,9 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     );
     client.getParameters(path).then(
       declared => {
-        if (!live) {
-          return;
+        if (live) {
+          loadParameters(declared);
         }
-        setParameters(declared);
-        setInputs(
-          Object.fromEntries(
-            declared.map(p => [p.name, parameterInput(p.type, p.value)])
-          )
-        );
       },
       error => {
         if (live) {
@@ -160,23 +117,13 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     };
   }, [client, path]);
 
-  /** A field changed: its server error and the general one no longer apply. */
-  const touch = (field: string) => {
-    setTopError(null);
-    setServerErrors(previous => withoutField(previous, field));
-  };
-
   const projectFlavors = choices ? flavorsFor(choices, project) : [];
   const selectedFlavor = projectFlavors.find(f => f.name === flavor);
   const projectImages = choices ? imagesFor(choices, project) : [];
   const gpu = isGpuFlavor(selectedFlavor);
 
   // Checks of every field; the first problem blocks the submit button.
-  const errors: { [field: string]: string } = {};
-  const parameterValues: { [name: string]: JSONValue } = {};
-  if (!name.trim()) {
-    errors.name = trans.__('Enter a name for the job.');
-  }
+  const errors: { [field: string]: string } = { ...form.errors };
   if (choices) {
     if (needsProjectChoice(choices) && !project) {
       errors.project = trans.__('Choose a project.');
@@ -190,18 +137,6 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     }
     if (gpu && !gpuType) {
       errors.gpu_type = trans.__('Choose a GPU type.');
-    }
-  }
-  for (const parameter of parameters) {
-    const parsed = parseParameter(
-      parameter.type,
-      inputs[parameter.name],
-      trans
-    );
-    if (parsed.ok) {
-      parameterValues[parameter.name] = parsed.value;
-    } else {
-      errors[`param-${parameter.name}`] = parsed.error;
     }
   }
   const environment = parseEnvironment(envRows, trans);
@@ -224,30 +159,20 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     errors.output_formats = trans.__('Choose at least one output format.');
   }
   const errorOf = (field: string): string | undefined =>
-    errors[field] ?? serverErrors[field];
+    errors[field] ?? form.serverErrors[field];
+  const blocked = loadError
+    ? trans.__('The dialog could not load its choices.')
+    : blockedReason(!choices, errors, trans);
 
-  let blocked: string | null = null;
-  if (loadError) {
-    blocked = trans.__('The dialog could not load its choices.');
-  } else if (!choices) {
-    blocked = trans.__('Loading…');
-  } else if (Object.keys(errors).length) {
-    blocked = trans.__('Correct the fields marked in red.');
-  }
-
-  const submit = async () => {
-    if (blocked || sending.current || !selectedFlavor) {
+  const submit = () => {
+    if (blocked || !selectedFlavor) {
       return;
     }
-    sending.current = true;
-    setSubmitting(true);
-    setTopError(null);
-    setServerErrors({});
     const body: ICreateJob = {
-      name: name.trim(),
+      name: form.name.trim(),
       input_path: path,
       flavor: selectedFlavor.name,
-      idempotency_key: idempotencyKey,
+      idempotency_key: form.idempotencyKey,
       max_retries: maxRetries.ok ? maxRetries.value : 0,
       tags: parseTags(tags)
     };
@@ -260,8 +185,8 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     if (image) {
       body.image = image;
     }
-    if (parameters.length) {
-      body.parameters = parameterValues;
+    if (form.parameters.length) {
+      body.parameters = form.values;
     }
     if (environment.ok && Object.keys(environment.value).length) {
       body.environment = environment.value;
@@ -272,21 +197,7 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     if (choices?.output_formats.length) {
       body.output_formats = formats;
     }
-    try {
-      const job = await client.createJob(body);
-      props.onSubmitted(job);
-    } catch (error) {
-      const known = [...FIELDS, ...parameters.map(p => `param-${p.name}`)];
-      const { field, message } = describeSubmitError(error, known, trans);
-      if (field) {
-        setServerErrors({ [field]: message });
-      } else {
-        setTopError(message);
-      }
-    } finally {
-      sending.current = false;
-      setSubmitting(false);
-    }
+    void form.submit(() => client.createJob(body), FIELDS);
   };
 
   const changeProject = (slug: string) => {
@@ -321,26 +232,24 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
   };
 
   return (
-    <div className="jp-AIConsole-form" data-testid="ai-console-form">
-      <p className="jp-AIConsole-notebook">{trans.__('Notebook: %1', path)}</p>
-      <FormError message={loadError ?? topError} />
+    <JobFormFrame
+      testId="ai-console-form"
+      intro={trans.__('Notebook: %1', path)}
+      form={form}
+      loadError={loadError}
+      submitLabel={trans.__('Run as job')}
+      blocked={blocked}
+      onSubmit={submit}
+      onCancel={props.onCancel}
+      trans={trans}
+    >
       {choices?.simulated ? (
         <p className="jp-AIConsole-hint" data-testid="ai-console-simulated">
           {trans.__('The GPUs of this hub are simulated: jobs run on the CPU.')}
         </p>
       ) : null}
 
-      <Field name="name" label={trans.__('Job name')} error={errorOf('name')}>
-        <input
-          {...inputProps('name', errorOf('name'))}
-          type="text"
-          value={name}
-          onChange={event => {
-            touch('name');
-            setName(event.target.value);
-          }}
-        />
-      </Field>
+      <JobNameField form={form} error={errorOf('name')} trans={trans} />
 
       {choices && needsProjectChoice(choices) ? (
         <Field
@@ -427,28 +336,12 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
         </Field>
       ) : null}
 
-      <fieldset
-        className="jp-AIConsole-section"
-        data-testid="ai-console-parameters"
-      >
-        <legend>{trans.__('Parameters')}</legend>
-        <FormError
-          message={parametersError ?? serverErrors.parameters ?? null}
-        />
-        <ParameterFields
-          parameters={parameters}
-          inputs={inputs}
-          errors={Object.fromEntries(
-            parameters.map(p => [p.name, errorOf(`param-${p.name}`)])
-          )}
-          onChange={(parameterName, input) => {
-            touch(`param-${parameterName}`);
-            touch('parameters');
-            setInputs({ ...inputs, [parameterName]: input });
-          }}
-          trans={trans}
-        />
-      </fieldset>
+      <ParametersSection
+        form={form}
+        errorOf={errorOf}
+        loadError={parametersError}
+        trans={trans}
+      />
 
       <fieldset className="jp-AIConsole-section">
         <legend>{trans.__('Run')}</legend>
@@ -606,45 +499,22 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
           />
         </Field>
       </fieldset>
-
-      <FormButtons
-        submitLabel={trans.__('Run as job')}
-        blocked={blocked}
-        submitting={submitting}
-        onSubmit={() => void submit()}
-        onCancel={props.onCancel}
-        trans={trans}
-      />
-    </div>
+    </JobFormFrame>
   );
 }
 
-export interface IRunAsJobDialogOptions {
-  client: AIConsoleClient;
+export interface IRunAsJobDialogOptions extends IJobFormOptions {
+  /** The notebook, relative to the server's root. */
   path: string;
-  trans: TranslationBundle;
 }
 
 /** Opens the Run-as-job dialog; resolves with the job created, or null. */
-export async function showRunAsJobDialog(
+export function showRunAsJobDialog(
   options: IRunAsJobDialogOptions
 ): Promise<IJob | null> {
-  let created: IJob | null = null;
-  await showFormDialog({
+  return showSubmitDialog<IJob>({
     title: options.trans.__('Run as job'),
     testId: 'ai-console-dialog',
-    render: close => (
-      <RunAsJobForm
-        client={options.client}
-        path={options.path}
-        trans={options.trans}
-        onSubmitted={job => {
-          created = job;
-          close();
-        }}
-        onCancel={close}
-      />
-    )
+    render: handlers => <RunAsJobForm {...options} {...handlers} />
   });
-  return created;
 }

@@ -6,7 +6,7 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
 import type { IParameter } from './types';
-import type { ParameterInput } from './validation';
+import { parameterField, ParameterInput } from './validation';
 
 /** `data-testid` and DOM id of a field's input. */
 export function fieldTestId(name: string): string {
@@ -107,85 +107,74 @@ export function ParameterFields(props: IParameterFieldsProps): JSX.Element {
   return (
     <div className="jp-AIConsole-parameters">
       {parameters.map(parameter => {
-        const field = `param-${parameter.name}`;
+        const field = parameterField(parameter.name);
         const error = errors[parameter.name];
-        const input = inputs[parameter.name];
-        const common = inputProps(field, error);
-        const label = trans.__('%1 (%2)', parameter.name, parameter.type);
-        switch (parameter.type) {
-          case 'bool':
-            return (
-              <Field
-                key={field}
-                name={field}
-                label={label}
-                error={error}
-                inline
-              >
-                <input
-                  {...common}
-                  className="jp-AIConsole-checkbox"
-                  type="checkbox"
-                  checked={input === true}
-                  onChange={event =>
-                    onChange(parameter.name, event.target.checked)
-                  }
-                />
-              </Field>
-            );
-          case 'int':
-          case 'float':
-            return (
-              <Field key={field} name={field} label={label} error={error}>
-                <input
-                  {...common}
-                  type="number"
-                  step={parameter.type === 'int' ? 1 : 'any'}
-                  value={String(input ?? '')}
-                  onChange={event =>
-                    onChange(parameter.name, event.target.value)
-                  }
-                />
-              </Field>
-            );
-          case 'list':
-          case 'dict':
-            return (
-              <Field
-                key={field}
-                name={field}
-                label={label}
-                error={error}
-                hint={trans.__('JSON')}
-              >
-                <textarea
-                  {...common}
-                  rows={2}
-                  spellCheck={false}
-                  value={String(input ?? '')}
-                  onChange={event =>
-                    onChange(parameter.name, event.target.value)
-                  }
-                />
-              </Field>
-            );
-          default:
-            return (
-              <Field key={field} name={field} label={label} error={error}>
-                <input
-                  {...common}
-                  type="text"
-                  value={String(input ?? '')}
-                  onChange={event =>
-                    onChange(parameter.name, event.target.value)
-                  }
-                />
-              </Field>
-            );
-        }
+        const json = parameter.type === 'list' || parameter.type === 'dict';
+        return (
+          <Field
+            key={field}
+            name={field}
+            label={trans.__('%1 (%2)', parameter.name, parameter.type)}
+            error={error}
+            hint={json ? trans.__('JSON') : undefined}
+            inline={parameter.type === 'bool'}
+          >
+            <ParameterEditor
+              parameter={parameter}
+              input={inputs[parameter.name]}
+              error={error}
+              onChange={input => onChange(parameter.name, input)}
+            />
+          </Field>
+        );
       })}
     </div>
   );
+}
+
+/** The control of a parameter's type: checkbox, number, JSON text or text. */
+function ParameterEditor(props: {
+  parameter: IParameter;
+  input: ParameterInput | undefined;
+  error: string | undefined;
+  onChange: (input: ParameterInput) => void;
+}): JSX.Element {
+  const { parameter, input, error, onChange } = props;
+  const common = inputProps(parameterField(parameter.name), error);
+  if (parameter.type === 'bool') {
+    return (
+      <input
+        {...common}
+        className="jp-AIConsole-checkbox"
+        type="checkbox"
+        checked={input === true}
+        onChange={event => onChange(event.target.checked)}
+      />
+    );
+  }
+  const text = {
+    ...common,
+    value: String(input ?? ''),
+    onChange: (
+      event: React.ChangeEvent<HTMLInputElement | HTMLTextAreaElement>
+    ) => onChange(event.target.value)
+  };
+  switch (parameter.type) {
+    case 'int':
+    case 'float':
+      return (
+        <input
+          {...text}
+          type="number"
+          step={parameter.type === 'int' ? 1 : 'any'}
+        />
+      );
+    case 'list':
+    case 'dict':
+      return <textarea {...text} rows={2} spellCheck={false} />;
+    default:
+      return <input {...text} type="text" />;
+  }
 }
 
 /** An error the server gave without naming a field, or a load failure. */

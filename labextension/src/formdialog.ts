@@ -46,3 +46,38 @@ export async function showFormDialog(
   dialog.node.dataset.testid = options.testId;
   await dialog.launch();
 }
+
+/** What a form in a dialog calls when it is done; either closes the dialog. */
+export interface IFormHandlers<T> {
+  /** The form made `result`: the dialog resolves with it. */
+  onSubmitted: (result: T) => void;
+  /** The user gave up: the dialog resolves with null. */
+  onCancel: () => void;
+}
+
+export interface ISubmitDialogOptions<T> extends Omit<
+  IFormDialogOptions,
+  'render'
+> {
+  /** Renders the form with the handlers that close the dialog. */
+  render: (handlers: IFormHandlers<T>) => JSX.Element;
+}
+
+/** Opens a form in a modal dialog; resolves with what it made, or null. */
+export async function showSubmitDialog<T>(
+  options: ISubmitDialogOptions<T>
+): Promise<T | null> {
+  let result: T | null = null;
+  await showFormDialog({
+    ...options,
+    render: close =>
+      options.render({
+        onSubmitted: value => {
+          result = value;
+          close();
+        },
+        onCancel: close
+      })
+  });
+  return result;
+}

@@ -61,12 +61,8 @@ const jobsPlugin: JupyterFrontEndPlugin<IAIConsoleJobs> = {
       PageConfig.getOption('hubUser') ??
       '';
 
-    const openDetail = (jobId: string): MainAreaWidget<JobDetailWidget> => {
-      const existing = tracker.find(w => w.content.jobId === jobId);
-      if (existing) {
-        app.shell.activateById(existing.id);
-        return existing;
-      }
+    /** A new detail view of the job, added to the main area. */
+    const createDetail = (jobId: string): MainAreaWidget<JobDetailWidget> => {
       const content = new JobDetailWidget({
         jobId,
         client,
@@ -101,6 +97,13 @@ const jobsPlugin: JupyterFrontEndPlugin<IAIConsoleJobs> = {
       widget.disposed.connect(() => model.changed.disconnect(retitle));
       void tracker.add(widget);
       app.shell.add(widget, 'main');
+      return widget;
+    };
+
+    /** Shows the job's detail view, opening one if there is none yet. */
+    const openDetail = (jobId: string): MainAreaWidget<JobDetailWidget> => {
+      const widget =
+        tracker.find(w => w.content.jobId === jobId) ?? createDetail(jobId);
       app.shell.activateById(widget.id);
       return widget;
     };

@@ -2,54 +2,24 @@
  * The Re-run dialog: the same snapshot again, with the past job's parameters
  * prefilled for editing (`POST jobs/{id}/rerun`).
  */
-import type { TranslationBundle } from '@jupyterlab/translation';
 import * as React from 'react';
 
-import {
-  Field,
-  FormButtons,
-  FormError,
-  inputProps,
-  ParameterFields
-} from './fields';
-import { showFormDialog } from './formdialog';
-import type { AIConsoleClient } from './request';
-import type { IJob, IParameter, IRerunJob, JSONValue } from './types';
-import {
-  defaultJobName,
-  describeSubmitError,
-  newIdempotencyKey,
-  parameterInput,
-  ParameterInput,
-  parseParameter,
-  rerunParameters,
-  withoutField
-} from './validation';
+import { showSubmitDialog } from './formdialog';
+import { JobFormFrame, JobNameField, ParametersSection } from './jobfields';
+import { IJobFormOptions, IJobFormProps, useJobForm } from './jobform';
+import type { IJob, IParameter, IRerunJob } from './types';
+import { blockedReason, rerunParameters } from './validation';
 
-export interface IRerunFormProps {
-  client: AIConsoleClient;
+export interface IRerunFormProps extends IJobFormProps {
   job: IJob;
-  trans: TranslationBundle;
-  onSubmitted: (job: IJob) => void;
-  onCancel: () => void;
 }
 
 /** The form of the Re-run dialog. */
 export function RerunForm(props: IRerunFormProps): JSX.Element {
   const { client, job, trans } = props;
-  const [idempotencyKey] = React.useState(newIdempotencyKey);
+  const form = useJobForm(job.input_path, trans, props.onSubmitted);
+  const { loadParameters } = form;
   const [loaded, setLoaded] = React.useState(false);
-  const [parameters, setParameters] = React.useState<IParameter[]>([]);
-  const [inputs, setInputs] = React.useState<{
-    [name: string]: ParameterInput;
-  }>({});
-  const [name, setName] = React.useState(() => defaultJobName(job.input_path));
-  const [serverErrors, setServerErrors] = React.useState<{
-    [field: string]: string;
-  }>({});
-  const [topError, setTopError] = React.useState<string | null>(null);
-  const [submitting, setSubmitting] = React.useState(false);
-  const sending = React.useRef(false);
 
   React.useEffect(() => {
     let live = true;
@@ -62,13 +32,7 @@ export function RerunForm(props: IRerunFormProps): JSX.Element {
         if (!live) {
           return;
         }
-        const merged = rerunParameters(job.parameters ?? {}, declared);
-        setParameters(merged);
-        setInputs(
-          Object.fromEntries(
-            merged.map(p => [p.name, parameterInput(p.type, p.value)])
-          )
-        );
+        loadParameters(rerunParameters(job.parameters ?? {}, declared));
         setLoaded(true);
       });
     return () => {
@@ -76,146 +40,55 @@ export function RerunForm(props: IRerunFormProps): JSX.Element {
     };
   }, [client, job]);
 
-  const touch = (field: string) => {
-    setTopError(null);
-    setServerErrors(previous => withoutField(previous, field));
-  };
-
-  const errors: { [field: string]: string } = {};
-  const values: { [name: string]: JSONValue } = {};
-  if (!name.trim()) {
-    errors.name = trans.__('Enter a name for the job.');
-  }
-  for (const parameter of parameters) {
-    const parsed = parseParameter(
-      parameter.type,
-      inputs[parameter.name],
-      trans
-    );
-    if (parsed.ok) {
-      values[parameter.name] = parsed.value;
-    } else {
-      errors[`param-${parameter.name}`] = parsed.error;
-    }
-  }
   const errorOf = (field: string): string | undefined =>
-    errors[field] ?? serverErrors[field];
-  const blocked = !loaded
-    ? trans.__('Loading…')
-    : Object.keys(errors).length
-      ? trans.__('Correct the fields marked in red.')
-      : null;
+    form.errors[field] ?? form.serverErrors[field];
+  const blocked = blockedReason(!loaded, form.errors, trans);
 
-  const submit = async () => {
-    if (blocked || sending.current) {
+  const submit = () => {
+    if (blocked) {
       return;
     }
-    sending.current = true;
-    setSubmitting(true);
-    setTopError(null);
-    setServerErrors({});
     const body: IRerunJob = {
-      name: name.trim(),
-      parameters: values,
-      idempotency_key: idempotencyKey
+      name: form.name.trim(),
+      parameters: form.values,
+      idempotency_key: form.idempotencyKey
     };
-    try {
-      props.onSubmitted(await client.rerunJob(job.job_id, body));
-    } catch (error) {
-      const known = [
-        'name',
-        'parameters',
-        ...parameters.map(p => `param-${p.name}`)
-      ];
-      const { field, message } = describeSubmitError(error, known, trans);
-      if (field) {
-        setServerErrors({ [field]: message });
-      } else {
-        setTopError(message);
-      }
-    } finally {
-      sending.current = false;
-      setSubmitting(false);
-    }
+    void form.submit(() => client.rerunJob(job.job_id, body), []);
   };
 
   return (
-    <div className="jp-AIConsole-form" data-testid="ai-console-rerun-form">
-      <p className="jp-AIConsole-notebook">
-        {trans.__(
-          'Runs the snapshot of %1 taken for job "%2" again.',
-          job.input_path,
-          job.name
-        )}
-      </p>
-      <FormError message={topError} />
-      <Field name="name" label={trans.__('Job name')} error={errorOf('name')}>
-        <input
-          {...inputProps('name', errorOf('name'))}
-          type="text"
-          value={name}
-          onChange={event => {
-            touch('name');
-            setName(event.target.value);
-          }}
-        />
-      </Field>
-      <fieldset
-        className="jp-AIConsole-section"
-        data-testid="ai-console-parameters"
-      >
-        <legend>{trans.__('Parameters')}</legend>
-        <FormError message={serverErrors.parameters ?? null} />
-        {loaded ? (
-          <ParameterFields
-            parameters={parameters}
-            inputs={inputs}
-            errors={Object.fromEntries(
-              parameters.map(p => [p.name, errorOf(`param-${p.name}`)])
-            )}
-            onChange={(parameterName, input) => {
-              touch(`param-${parameterName}`);
-              touch('parameters');
-              setInputs({ ...inputs, [parameterName]: input });
-            }}
-            trans={trans}
-          />
-        ) : null}
-      </fieldset>
-      <FormButtons
-        submitLabel={trans.__('Re-run')}
-        blocked={blocked}
-        submitting={submitting}
-        onSubmit={() => void submit()}
-        onCancel={props.onCancel}
+    <JobFormFrame
+      testId="ai-console-rerun-form"
+      intro={trans.__(
+        'Runs the snapshot of %1 taken for job "%2" again.',
+        job.input_path,
+        job.name
+      )}
+      form={form}
+      submitLabel={trans.__('Re-run')}
+      blocked={blocked}
+      onSubmit={submit}
+      onCancel={props.onCancel}
+      trans={trans}
+    >
+      <JobNameField form={form} error={errorOf('name')} trans={trans} />
+      <ParametersSection
+        form={form}
+        errorOf={errorOf}
+        loading={!loaded}
         trans={trans}
       />
-    </div>
+    </JobFormFrame>
   );
 }
 
 /** Opens the Re-run dialog for a job; resolves with the new job, or null. */
-export async function showRerunDialog(options: {
-  client: AIConsoleClient;
-  job: IJob;
-  trans: TranslationBundle;
-}): Promise<IJob | null> {
-  let created: IJob | null = null;
-  await showFormDialog({
+export function showRerunDialog(
+  options: IJobFormOptions & { job: IJob }
+): Promise<IJob | null> {
+  return showSubmitDialog<IJob>({
     title: options.trans.__('Re-run "%1"', options.job.name),
     testId: 'ai-console-rerun-dialog',
-    render: close => (
-      <RerunForm
-        client={options.client}
-        job={options.job}
-        trans={options.trans}
-        onSubmitted={job => {
-          created = job;
-          close();
-        }}
-        onCancel={close}
-      />
-    )
+    render: handlers => <RerunForm {...options} {...handlers} />
   });
-  return created;
 }

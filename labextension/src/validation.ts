@@ -1,7 +1,7 @@
 /**
- * Pure checks and conversions of the Run-as-job form (no DOM): the job name,
- * typed parameter values, environment variables, timeout, retries and tags, and
- * where a server error goes.
+ * Pure checks and conversions of the job forms (no DOM): the job name, typed
+ * parameter values, environment variables, timeout, retries and tags, whether
+ * the form may be submitted, and where a server error goes.
  */
 import { PathExt } from '@jupyterlab/coreutils';
 import type { TranslationBundle } from '@jupyterlab/translation';
@@ -63,6 +63,20 @@ export function parameterInput(
     case 'dict':
       return JSON.stringify(value ?? (type === 'list' ? [] : {}));
   }
+}
+
+/** The editors' initial contents, by parameter name. */
+export function parameterInputs(parameters: IParameter[]): {
+  [name: string]: ParameterInput;
+} {
+  return Object.fromEntries(
+    parameters.map(p => [p.name, parameterInput(p.type, p.value)])
+  );
+}
+
+/** The form field of a parameter's editor: `param-<name>`. */
+export function parameterField(name: string): string {
+  return `param-${name}`;
 }
 
 /** The result of reading an editor: the typed value, or why it is not one. */
@@ -132,6 +146,32 @@ export function parseParameter(
       return { ok: true, value: value as JSONValue };
     }
   }
+}
+
+/** The values of the parameter editors, and why some are refused (by `param-<name>`). */
+export function parseParameters(
+  parameters: IParameter[],
+  inputs: { [name: string]: ParameterInput },
+  trans: TranslationBundle
+): {
+  values: { [name: string]: JSONValue };
+  errors: { [field: string]: string };
+} {
+  const values: { [name: string]: JSONValue } = {};
+  const errors: { [field: string]: string } = {};
+  for (const parameter of parameters) {
+    const parsed = parseParameter(
+      parameter.type,
+      inputs[parameter.name],
+      trans
+    );
+    if (parsed.ok) {
+      values[parameter.name] = parsed.value;
+    } else {
+      errors[parameterField(parameter.name)] = parsed.error;
+    }
+  }
+  return { values, errors };
 }
 
 /** The type of a value from a past job, for a re-run whose declarations are unknown. */
@@ -279,7 +319,7 @@ export function formFieldOf(
   }
   const parameter = /^parameters?(?:\.|\/|\[['"]?)([^'"\]]+)/.exec(field);
   if (parameter) {
-    const name = `param-${parameter[1]}`;
+    const name = parameterField(parameter[1]);
     return known.includes(name)
       ? name
       : known.includes('parameters')
@@ -307,6 +347,20 @@ export function withoutField(
   const rest = { ...errors };
   delete rest[field];
   return rest;
+}
+
+/** Why the form cannot be submitted: still loading, or a field refused; else null. */
+export function blockedReason(
+  loading: boolean,
+  errors: { [field: string]: string },
+  trans: TranslationBundle
+): string | null {
+  if (loading) {
+    return trans.__('Loading…');
+  }
+  return Object.keys(errors).length
+    ? trans.__('Correct the fields marked in red.')
+    : null;
 }
 
 /** Where and what to show for a failed submit. */

@@ -4,14 +4,18 @@ import { ApiError } from '../src/request';
 import type { IParameter, JSONValue, ParameterType } from '../src/types';
 import {
   ENV_NAME_PATTERN,
+  blockedReason,
   defaultJobName,
   describeSubmitError,
   formFieldOf,
   inferParameterType,
   newIdempotencyKey,
+  parameterField,
   parameterInput,
+  parameterInputs,
   parseEnvironment,
   parseParameter,
+  parseParameters,
   parseRetries,
   parseTags,
   parseTimeout,
@@ -226,6 +230,44 @@ describe('parameterInput', () => {
       });
     }
   );
+});
+
+describe('parameterInputs', () => {
+  it('prefills the editors by parameter name', () => {
+    expect(
+      parameterInputs([
+        { name: 'epochs', type: 'int', value: 1 },
+        { name: 'debug', type: 'bool', value: true }
+      ])
+    ).toEqual({ epochs: '1', debug: true });
+  });
+});
+
+describe('parseParameters', () => {
+  const parameters: IParameter[] = [
+    { name: 'epochs', type: 'int', value: 1 },
+    { name: 'rate', type: 'float', value: 0.5 },
+    { name: 'layers', type: 'list', value: [] }
+  ];
+
+  it('reads every editor as a value of its type', () => {
+    const inputs = { epochs: '4', rate: '0.5', layers: '[64, 32]' };
+    expect(parseParameters(parameters, inputs, trans)).toEqual({
+      values: { epochs: 4, rate: 0.5, layers: [64, 32] },
+      errors: {}
+    });
+  });
+
+  it('names the refused editors by field, keeping the values of the others', () => {
+    const inputs = { epochs: '2.5', rate: '0.5', layers: 'x' };
+    const { values, errors } = parseParameters(parameters, inputs, trans);
+    expect(values).toEqual({ rate: 0.5 });
+    expect(errors).toEqual({
+      [parameterField('epochs')]: 'Enter a whole number.',
+      [parameterField('layers')]: 'Enter a JSON list, e.g. [1, 2, 3].'
+    });
+    expect(parameterField('epochs')).toBe('param-epochs');
+  });
 });
 
 describe('inferParameterType', () => {
@@ -475,6 +517,20 @@ describe('withoutField', () => {
   it('returns the same object when the field has no error', () => {
     const errors = { name: 'bad' };
     expect(withoutField(errors, 'tags')).toBe(errors);
+  });
+});
+
+describe('blockedReason', () => {
+  it('says the form is loading, whatever the errors', () => {
+    expect(blockedReason(true, {}, trans)).toBe('Loading…');
+    expect(blockedReason(true, { name: 'bad' }, trans)).toBe('Loading…');
+  });
+
+  it('asks to correct the fields while one is refused, else lets submit', () => {
+    expect(blockedReason(false, { name: 'bad' }, trans)).toBe(
+      'Correct the fields marked in red.'
+    );
+    expect(blockedReason(false, {}, trans)).toBeNull();
   });
 });
 

@@ -40,7 +40,9 @@ class JobsManager(LoggingConfigurable):
         self.poll_interval = poll_interval
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         self._task: asyncio.Task | None = None
-        self._starting: set[asyncio.Task] = set()
+        #: Jobs being handed to the backend now, by id.
+        self._starting: dict[str, asyncio.Task] = {}
+        self._tasks: set[asyncio.Task] = set()
         #: Set after each pass of the watch loop (tests and the live log wait on it).
         self.observed = asyncio.Event()
 
@@ -58,8 +60,6 @@ class JobsManager(LoggingConfigurable):
                 existing = self.store.find(owner=owner, idempotency_key=key)
                 if existing:
                     return existing[0], False
-            if self.store.get(request.job_id) is not None:
-                raise JobInputError("a job with this job_id exists", "job_id", 409)
             admitted = await self.hub.admit(
                 owner,
                 {
@@ -107,17 +107,50 @@ class JobsManager(LoggingConfigurable):
                 await self._release(job)
                 raise JobInputError("a job with this job_id exists", "job_id", 409) from None
         self._creating.pop((owner, key or request.job_id), None)
-        # Recorded and its slice held: answer now and start it in the background (a start
-        # that fails is recorded as FAILED and its slice released).
-        self._starting.add(asyncio.ensure_future(self._start(job)))
+        # Recorded and its slice held: answer now and start it in the background when the
+        # backend has room (a start that fails is recorded as FAILED and its slice released).
+        job.pending_reason = self.dispatch().get(job.job_id)
         return job, True
 
+    def dispatch(self) -> dict[str, str]:
+        """Hand the waiting jobs to the backend, oldest first, as far as it has room; the
+        others keep waiting with a pending reason that says why (returned by job id)."""
+        waiting = [j for j in self.store.waiting() if j.job_id not in self._starting]
+        if not waiting:
+            return {}
+        limit = self.backend.max_running
+        room = len(waiting)
+        if limit:
+            room = max(0, limit - self.store.started() - len(self._starting))
+        for job in waiting[:room]:
+            self._starting[job.job_id] = asyncio.ensure_future(self._start(job))
+        reason = f"waiting for a free runner ({limit} jobs run at once here)"
+        for job in waiting[room:]:
+            if job.pending_reason != reason:
+                self.store.update(job.job_id, pending_reason=reason)
+                if job.allocation_id:
+                    # Hold its slice while it waits (a reservation alone would expire).
+                    self._background(self._hold(job))
+        return {job.job_id: reason for job in waiting[room:]}
+
+    async def _hold(self, job: JobRecord) -> None:
+        try:
+            await self.hub.commit(job.allocation_id)
+        except Exception:
+            self.log.exception(
+                "could not hold slice %s of waiting job %s", job.allocation_id, job.job_id
+            )
+
+    def _background(self, work) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # a reference, so the task is not garbage-collected mid-way
+        task.add_done_callback(self._tasks.discard)
+
     async def _start(self, job: JobRecord) -> None:
-        task = asyncio.current_task()
         try:
             await self._launch(job)
         finally:
-            self._starting.discard(task)  # type: ignore[arg-type]
+            self._starting.pop(job.job_id, None)
 
     async def _launch(self, job: JobRecord) -> None:
         try:
@@ -135,7 +168,9 @@ class JobsManager(LoggingConfigurable):
         if job.allocation_id:
             await self.hub.commit(job.allocation_id)
         # QUEUED until the backend sees it run (a pod may wait for a node or an image).
-        self.store.update(job.job_id, backend_ref=ref)
+        started = self.store.update(job.job_id, backend_ref=ref, pending_reason=None)
+        if started is not None and (started.state is Status.STOPPING or started.state.finished):
+            await self.backend.cancel(started)  # cancelled while it was being started
 
     # --- read, cancel ------------------------------------------------------------------------
 
@@ -146,6 +181,17 @@ class JobsManager(LoggingConfigurable):
         """Ask the backend to stop the job; the watch loop records STOPPED once it is gone."""
         if job.state.finished:
             return job
+        if not job.backend_ref and job.job_id not in self._starting:
+            # Still waiting: nothing runs, so it ends here.
+            self.store.update(
+                job.job_id,
+                status=Status.STOPPED.value,
+                status_message="cancelled before it started",
+                pending_reason=None,
+                end_time=now_ms(),
+            )
+            await self._release(job)
+            return self.store.get(job.job_id) or job
         updated = self.store.update(job.job_id, status=Status.STOPPING.value) or job
         await self.backend.cancel(updated)
         await self.refresh(updated)
@@ -154,6 +200,7 @@ class JobsManager(LoggingConfigurable):
     # --- the watch loop ----------------------------------------------------------------------
 
     def start_watching(self) -> None:
+        self.dispatch()  # jobs recorded before a restart but not started yet
         self._task = asyncio.ensure_future(self._watch())
 
     async def stop_watching(self) -> None:
@@ -168,6 +215,7 @@ class JobsManager(LoggingConfigurable):
                     await self.refresh(job)
                 except Exception:
                     self.log.exception("watching job %s failed; will retry", job.job_id)
+            self.dispatch()  # ended jobs made room
             self.observed.set()
             self.observed = asyncio.Event()
             await asyncio.sleep(self.poll_interval)

@@ -12,7 +12,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Integer, String, Text, UniqueConstraint, create_engine
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from .model import Status
@@ -103,12 +112,22 @@ class JobRecord(Base):
         }
 
 
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    """WAL: readers do not wait for the writer, and a commit is one append, not two syncs."""
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
 class Store:
     """Sessions over one database, upgraded to the newest schema when opened."""
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = create_engine(url)
+        if self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         upgrade(self.engine)
 
@@ -135,6 +154,23 @@ class Store:
                 JobRecord.status.not_in(finished) | JobRecord.allocation_id.is_not(None)
             )
             return list(query)
+
+    def waiting(self) -> list[JobRecord]:
+        """Jobs recorded but not handed to the backend yet, oldest first."""
+        with self._sessions() as session:
+            query = session.query(JobRecord).filter(
+                JobRecord.status == Status.QUEUED.value, JobRecord.backend_ref.is_(None)
+            )
+            return list(query.order_by(JobRecord.create_time))
+
+    def started(self) -> int:
+        """How many unfinished jobs the backend holds (started, not ended)."""
+        finished = [s.value for s in Status if s.finished]
+        with self._sessions() as session:
+            query = session.query(JobRecord).filter(
+                JobRecord.status.not_in(finished), JobRecord.backend_ref.is_not(None)
+            )
+            return query.count()
 
     def all(self) -> list[JobRecord]:
         with self._sessions() as session:

@@ -1,7 +1,7 @@
 """A researcher in a real browser on the single-machine hub: open a notebook, Run as job with a
-parameter, watch it complete in the Jobs panel, read its log, open the executed notebook; then
-the same dialog in Traditional Chinese. Screenshots of the dialog, the panel and the detail view
-are kept in the test's folder."""
+parameter, watch it complete in the Jobs panel, read its log, open the executed notebook, re-run
+it with an edited parameter; then the same dialog in Traditional Chinese. Screenshots of the
+dialogs, the panel and the detail views are kept in the test's folder."""
 
 from __future__ import annotations
 
@@ -118,13 +118,42 @@ def test_run_as_job_from_the_notebook_toolbar_to_the_executed_notebook(
     )
     screenshot(page, "executed-notebook")
 
+    # Re-run from the detail view: the job's parameters are prefilled, epochs is changed.
+    row.click()
+    detail.get_by_test_id("ai-console-rerun").click()
+    rerun = page.get_by_test_id("ai-console-rerun-dialog")
+    rerun_epochs = rerun.get_by_test_id("ai-console-field-param-epochs")
+    expect(rerun_epochs).to_have_value("3", timeout=30_000)
+    expect(rerun.get_by_test_id("ai-console-field-param-rate")).to_have_value("0.5")
+    rerun_name = rerun.get_by_test_id("ai-console-field-name").input_value()
+    assert re.fullmatch(r"train-\d{4}-\d\d-\d\d_\d{6}", rerun_name)
+    rerun_epochs.fill("4")
+    expect(rerun.get_by_test_id("ai-console-submit")).to_be_enabled()
+    screenshot(page, "rerun-dialog")
+    rerun.get_by_test_id("ai-console-submit").click()
+    expect(rerun).to_have_count(0, timeout=30_000)
+
+    # A second row follows the re-run to completed; its log shows the edited parameter.
+    expect(panel.get_by_test_id("ai-console-job-row")).to_have_count(2, timeout=30_000)
+    rerun_row = panel.get_by_test_id("ai-console-job-row").filter(has_text=rerun_name)
+    expect(rerun_row).to_have_attribute("data-status", "COMPLETED", timeout=JOB_TIMEOUT_MS)
+    rerun_row.click()
+    rerun_detail = page.get_by_test_id("ai-console-job-detail").filter(has_text=rerun_name)
+    expect(rerun_detail.get_by_test_id("ai-console-job-log")).to_contain_text(
+        "trained 4 epochs at rate 0.5", timeout=30_000
+    )
+    screenshot(page, "rerun-detail")
+
     # What the browser showed is what the service recorded.
-    [job] = [
-        j for j in user.call("GET", "jobs").json()["jobs"] if j["name"] == "train-three-epochs"
-    ]
+    jobs = user.call("GET", "jobs").json()["jobs"]
+    [job] = [j for j in jobs if j["name"] == "train-three-epochs"]
     assert job["status"] == "COMPLETED"
     assert job["parameters"] == {"epochs": 3, "rate": 0.5}
     assert sorted(job["tags"]) == ["browser", "demo"]
+    [rerun_job] = [j for j in jobs if j["name"] == rerun_name]
+    assert rerun_job["status"] == "COMPLETED"
+    assert rerun_job["parameters"] == {"epochs": 4, "rate": 0.5}
+    assert rerun_job["rerun_of"] == job["job_id"]
 
 
 def test_the_dialog_speaks_traditional_chinese(local_hub: LocalHub, lab_page: tuple[Page, LabUser]):

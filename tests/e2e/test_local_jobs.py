@@ -4,6 +4,7 @@ extension), the jobs service (local backend, SQLite), the hub's allocator, the r
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,6 +192,26 @@ def test_cancel_stops_the_job_and_keeps_its_record(student: LabUser):
     done = student.wait(job["job_id"])
     assert done["status"] == "STOPPED"
     assert "started" in student.call("GET", f"jobs/{job['job_id']}/log").text
+
+
+def test_jobs_beyond_the_machines_runners_wait_their_turn(student: LabUser):
+    """One job per CPU runs at once (LocalBackend.max_running); the rest wait QUEUED, saying
+    why, start as runners free up, and one cancelled while waiting never runs."""
+    runners = os.cpu_count() or 1
+    student.write("nap.ipynb", notebook("import time; time.sleep(3)"))
+    ids = [student.submit("nap.ipynb").json()["job_id"] for _ in range(runners + 2)]
+    waiting = student.call("GET", f"jobs/{ids[-1]}").json()
+    assert waiting["status"] == "QUEUED"
+    assert "waiting for a free runner" in waiting["pending_reason"]
+    cancelled = student.call("DELETE", f"jobs/{ids[-1]}").json()
+    assert cancelled["status"] == "STOPPED", cancelled
+    assert cancelled["status_message"] == "cancelled before it started"
+    done = [student.wait(job_id, timeout=120) for job_id in ids[:-1]]
+    assert [job["status"] for job in done] == ["COMPLETED"] * (runners + 1)
+    # Never more than `runners` at once: the last one started after one of the first ended.
+    first_end = min(job["end_time"] for job in done[:runners])
+    assert done[runners]["start_time"] >= first_end
+    assert not (student.home / cancelled["snapshot_path"]).with_name("job.log").exists()
 
 
 def test_rerun_uses_the_snapshot_with_edited_parameters(student: LabUser):

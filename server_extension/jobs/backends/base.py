@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from traitlets import Integer
 from traitlets.config import LoggingConfigurable
 
 from ..model import Status
@@ -43,6 +44,14 @@ class Observation:
 
 class Backend(LoggingConfigurable):
     """Starts, watches and cancels jobs. One instance per jobs service."""
+
+    max_running = Integer(
+        0,
+        config=True,
+        help="""The most jobs this backend runs at once; the others wait QUEUED, oldest first,
+        with their pending reason saying so. 0: no limit (on Kubernetes the cluster's
+        scheduler and quotas decide what runs).""",
+    )
 
     async def start(self, job: JobRecord, launch: Launch) -> str:
         """Start the job; returns a reference saved in the record (pid, Job name)."""

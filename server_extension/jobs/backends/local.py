@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from traitlets import Float, Unicode
+from traitlets import Float, Integer, Unicode, default
 
 from ..model import Status
 from ..store import JobRecord
@@ -71,6 +71,23 @@ class LocalBackend(Backend):
         help="""Seconds between SIGTERM and SIGKILL when a job is cancelled or times out.""",
     )
 
+    max_running = Integer(
+        config=True,
+        help="""The most jobs that run at once on this machine (default: its CPU count); the
+        others wait QUEUED until one ends. Fifty kernels started at once on a small machine
+        time out, and starve the hub and the users' servers.""",
+    )
+    nice = Integer(
+        10,
+        config=True,
+        help="""Scheduling niceness of the job processes (0-19): jobs are batch work, so the
+        hub, the proxy and the users' notebooks stay responsive while they run.""",
+    )
+
+    @default("max_running")
+    def _max_running(self) -> int:
+        return os.cpu_count() or 1
+
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._children: dict[str, subprocess.Popen] = {}
@@ -99,7 +116,16 @@ class LocalBackend(Backend):
         env.update(launch.slice_environment)
         env.update({"HOME": str(root), "AI_CONSOLE_JOB_ID": job.job_id})
         process = subprocess.Popen(
-            [self.python, "-m", "server_extension.runner", str(job_dir)],
+            # `nice` execs the runner, so the pid recorded is the runner's.
+            [
+                "nice",
+                "-n",
+                str(self.nice),
+                self.python,
+                "-m",
+                "server_extension.runner",
+                str(job_dir),
+            ],
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
