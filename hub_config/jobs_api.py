@@ -15,6 +15,7 @@ from one allocator.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from jupyterhub import orm
@@ -129,11 +130,19 @@ class JobAdmissionHandler(JobsHubHandler):
             self.write_json(403, {"message": err.reason, "field": err.field})
             return
         flavor, project = decision.flavor, decision.project
+        node = request.get("node")
+        if node is not None and not (isinstance(node, str) and 0 < len(node) <= 253):
+            self.write_json(400, {"message": "node must be a node name", "field": "node"})
+            return
         allocation, environment, pod = None, {}, None
         if flavor.gpu is not None and decision.gpu_type is not None:
             owner = Owner("job", name, project.slug if project else "", str(job_name)[:63])
+            wanted = flavor.slice_request(decision.gpu_type)
+            if node:
+                # The job must run where its user's storage is attached.
+                wanted = dataclasses.replace(wanted, node=node)
             try:
-                held = await manager.reserve(flavor.slice_request(decision.gpu_type), owner)
+                held = await manager.reserve(wanted, owner)
             except AllocationRefused as err:
                 self.write_json(409, {"message": err.reason, "field": "gpu_type"})
                 return

@@ -116,3 +116,28 @@ export function gpuTypeLabel(
 ): string {
   return trans.__('%1 (can start now: %2)', type, flavor.available[type] ?? 0);
 }
+
+/** What the dialog says about where the job can reach the user's storage, or null. */
+export function storageNote(
+  choices: IChoices,
+  trans: TranslationBundle
+): string | null {
+  const storage = choices.storage;
+  if (!storage || storage.shared) {
+    return null;
+  }
+  if (storage.blocked) {
+    return trans.__(
+      'Your home folder can be used by one pod at a time and your server has it: stop your server, then run the job.'
+    );
+  }
+  if (storage.node) {
+    return trans.__(
+      'Your home folder can be attached to one node at a time and your server holds it: this job runs on node %1, next to your server.',
+      storage.node
+    );
+  }
+  return trans.__(
+    'Your home folder can be attached to one node at a time: while this job runs, your server can start only on the same node.'
+  );
+}

@@ -14,7 +14,8 @@ import {
   gpuTypeLabel,
   imagesFor,
   isGpuFlavor,
-  needsProjectChoice
+  needsProjectChoice,
+  storageNote
 } from './choices';
 import { Field, inputProps, fieldTestId } from './fields';
 import { showSubmitDialog } from './formdialog';
@@ -243,6 +244,11 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
       onCancel={props.onCancel}
       trans={trans}
     >
+      {choices && storageNote(choices, trans) ? (
+        <p className="jp-AIConsole-hint" data-testid="ai-console-storage-note">
+          {storageNote(choices, trans)}
+        </p>
+      ) : null}
       {choices?.simulated ? (
         <p className="jp-AIConsole-hint" data-testid="ai-console-simulated">
           {trans.__('The GPUs of this hub are simulated: jobs run on the CPU.')}

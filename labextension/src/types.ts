@@ -90,6 +90,18 @@ export interface IChoices {
   max_retries: number;
   /** The GPUs are simulated (no real GPU). */
   simulated?: boolean;
+  /** How a job reaches the user's storage. */
+  storage?: IStorage;
+}
+
+/** How a job reaches the user's storage (`storage` of `GET choices`). */
+export interface IStorage {
+  /** Every node can mount it (ReadWriteMany). */
+  shared: boolean;
+  /** The node it is attached to now, where the job runs. */
+  node: string | null;
+  /** Why no job can run now, or null. */
+  blocked: string | null;
 }
 
 /** `CreateJob`: the body of `POST jobs`. */

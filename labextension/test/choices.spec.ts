@@ -12,7 +12,8 @@ import {
   gpuTypeLabel,
   imagesFor,
   isGpuFlavor,
-  needsProjectChoice
+  needsProjectChoice,
+  storageNote
 } from '../src/choices';
 import type { IChoices, IFlavor, IImage } from '../src/types';
 import { trans } from './translation';
@@ -234,5 +235,54 @@ describe('flavor texts', () => {
     expect(gpuTypeLabel(quarter, 'H100', trans)).toBe(
       'H100 (can start now: 0)'
     );
+  });
+});
+
+describe('storageNote', () => {
+  const base: IChoices = {
+    projects: [],
+    flavors: [],
+    images: [],
+    default_image: null,
+    output_formats: ['ipynb'],
+    max_timeout_seconds: 3600,
+    max_retries: 0
+  };
+
+  it('says nothing when every node can mount the home folder', () => {
+    expect(storageNote(base, trans)).toBeNull();
+    expect(
+      storageNote(
+        { ...base, storage: { shared: true, node: null, blocked: null } },
+        trans
+      )
+    ).toBeNull();
+  });
+
+  it('names the node the job runs on next to the server', () => {
+    const note = storageNote(
+      { ...base, storage: { shared: false, node: 'gpu-07', blocked: null } },
+      trans
+    );
+    expect(note).toContain('runs on node gpu-07');
+  });
+
+  it('tells the user to stop the server when the volume is one pod only', () => {
+    const note = storageNote(
+      {
+        ...base,
+        storage: { shared: false, node: 'gpu-07', blocked: 'in use' }
+      },
+      trans
+    );
+    expect(note).toContain('stop your server');
+  });
+
+  it('warns that the server must share the node while the job runs', () => {
+    const note = storageNote(
+      { ...base, storage: { shared: false, node: null, blocked: null } },
+      trans
+    );
+    expect(note).toContain('only on the same node');
   });
 });

@@ -81,6 +81,8 @@ class ChoicesHandler(JobsAPIHandler):
         choices["max_timeout_seconds"] = self.manager.max_timeout
         choices["max_retries"] = self.manager.max_retries
         choices["output_formats"] = list(OUTPUT_FORMATS)
+        # Where a job can reach the user's storage, for the dialog to say.
+        choices["storage"] = (await self.manager.backend.storage(self.caller.name)).to_json()
         self.send(200, choices)
 
 

@@ -60,6 +60,9 @@ class JobsManager(LoggingConfigurable):
                 existing = self.store.find(owner=owner, idempotency_key=key)
                 if existing:
                     return existing[0], False
+            storage = await self.backend.storage(owner)
+            if storage.blocked:
+                raise JobInputError(storage.blocked, "input_path", 409)
             admitted = await self.hub.admit(
                 owner,
                 {
@@ -67,6 +70,8 @@ class JobsManager(LoggingConfigurable):
                     "project": request.project,
                     "gpu_type": request.gpu_type,
                     "image": request.image,
+                    # A GPU slice is placed where the job can mount the user's storage.
+                    **({"node": storage.node} if storage.node else {}),
                 },
                 request.name,
             )
@@ -98,6 +103,7 @@ class JobsManager(LoggingConfigurable):
                 ),
                 idempotency_key=key,
                 rerun_of=request.rerun_of,
+                node=storage.node,
                 create_time=now_ms(),
             )
             try:

@@ -68,6 +68,8 @@ class JobRecord(Base):
     allocation_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     gpu_slice: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     backend_ref: Mapped[str | None] = mapped_column(Text, nullable=True)
+    #: The node the job must run on (None: any), where its user's storage is attached.
+    node: Mapped[str | None] = mapped_column(String(253), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     rerun_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
     create_time: Mapped[int] = mapped_column(BigInteger, default=now_ms)

@@ -152,7 +152,7 @@ class TestCluster:
         )
         return token
 
-    def add_volume(self, claim: str) -> Path:
+    def add_volume(self, claim: str, access_mode: str = "ReadWriteMany") -> Path:
         """A PersistentVolumeClaim bound to a static volume (no provisioner here); returns the
         folder the process kubelet mounts for it, as a node's disk would hold it."""
         ns = self.namespace
@@ -163,7 +163,7 @@ class TestCluster:
                 "metadata": {"name": volume},
                 "spec": {
                     "capacity": {"storage": "1Gi"},
-                    "accessModes": ["ReadWriteMany"],
+                    "accessModes": [access_mode],
                     "hostPath": {"path": f"/volumes/{volume}"},
                     "claimRef": {"namespace": ns, "name": claim},
                 },
@@ -175,7 +175,7 @@ class TestCluster:
             {
                 "metadata": {"name": claim},
                 "spec": {
-                    "accessModes": ["ReadWriteMany"],
+                    "accessModes": [access_mode],
                     "resources": {"requests": {"storage": "1Gi"}},
                     "volumeName": volume,
                     "storageClassName": "",

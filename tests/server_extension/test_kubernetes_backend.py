@@ -171,3 +171,45 @@ def test_the_jobs_service_role_is_least_privilege(cluster):
                          ("delete", "pods"), ("patch", "jobs"), ("list", "nodes")]:  # fmt: skip
         assert not client.can_i(verb, plural, ns), (verb, plural)
     assert not client.can_i("create", "jobs", "default")  # only its own namespace
+
+
+async def test_a_readwriteonce_home_held_by_the_server_places_the_job_on_its_node(cluster, backend):
+    """The user's server holds their ReadWriteOnce claim on node-2: the job goes to node-2
+    (elsewhere it could never attach it); a ReadWriteMany home mounts anywhere."""
+    cluster.add_node("node-2")
+    home = cluster.add_volume("claim-bob", access_mode="ReadWriteOnce")
+    assert (await backend.storage("bob")).to_json() == {
+        "shared": False,
+        "node": None,
+        "blocked": None,
+    }
+    server = {
+        "metadata": {"name": "jupyter-bob"},
+        "spec": {
+            "nodeName": "node-2",
+            "containers": [{"name": "notebook", "image": "scipy", "command": ["jupyterhub"]}],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-bob"}}],
+        },
+    }
+    cluster.admin.create("pods", server, cluster.namespace)
+    deadline = time.monotonic() + 30
+    while (storage := await backend.storage("bob")).node is None:
+        assert time.monotonic() < deadline, "the server pod never ran"
+        await asyncio.sleep(0.3)
+    assert storage.node == "node-2" and not storage.shared and storage.blocked is None
+    # Alice's ReadWriteMany home: no constraint, whoever holds it.
+    assert (await backend.storage(OWNER)).to_json() == {
+        "shared": True,
+        "node": None,
+        "blocked": None,
+    }
+
+    job = record(home, "print('next to the server')", owner="bob", node=storage.node)
+    await backend.start(job, Launch())
+    seen = await until(backend, job, (Status.COMPLETED, Status.FAILED))
+    assert seen.status is Status.COMPLETED, seen
+    [pod] = cluster.list("pods", labelSelector=f"job-name=job-{job.job_id}")
+    assert pod["spec"]["nodeName"] == "node-2"
+    affinity = pod["spec"]["affinity"]["nodeAffinity"]
+    terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["node-2"]

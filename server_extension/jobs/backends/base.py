@@ -42,6 +42,21 @@ class Observation:
     backend_ref: str | None = None
 
 
+@dataclass(frozen=True)
+class Storage:
+    """How a job reaches its user's storage, for the dialog and for placing the job."""
+
+    #: Every node can mount it (ReadWriteMany, or a local folder).
+    shared: bool = True
+    #: The node it is attached to now, where the job must run (None: not attached).
+    node: str | None = None
+    #: Why no job can run now (a ReadWriteOncePod volume in use), or None.
+    blocked: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"shared": self.shared, "node": self.node, "blocked": self.blocked}
+
+
 class Backend(LoggingConfigurable):
     """Starts, watches and cancels jobs. One instance per jobs service."""
 
@@ -64,6 +79,10 @@ class Backend(LoggingConfigurable):
     async def cancel(self, job: JobRecord) -> None:
         """Stop the job; :meth:`status_of` reports STOPPED once it is gone."""
         raise NotImplementedError
+
+    async def storage(self, owner: str) -> Storage:
+        """How a job of ``owner`` reaches their storage (asked before a job is admitted)."""
+        return Storage()
 
     async def read_file(self, job: JobRecord, relative: str) -> bytes | None:
         """A file of the job's folder (log, outputs) for readers other than its owner."""

@@ -101,6 +101,9 @@ def build_job(job: JobRecord, settings: JobSettings, pod: dict[str, Any] | None)
         "labels": dict(labels),
         "annotations": {ANNOTATION_OWNER: job.owner},
     }
+    if job.node:
+        # Its user's ReadWriteOnce storage is attached there (a GPU slice is placed there too).
+        _pin_to_node(spec, job.node)
     if pod:
         _apply_slice(spec, container, pod_meta, pod, settings)
     body: dict[str, Any] = {
@@ -149,7 +152,13 @@ def _apply_slice(spec: dict, container: dict, meta: dict, pod: dict, settings: J
     meta["annotations"].update(pod.get("annotations") or {})
     # The ledger lists slice pods by this label, so a restarted hub finds job slices too.
     meta["labels"][LABEL_SLICE] = "true"
-    requirement = {"key": HOSTNAME_LABEL, "operator": "In", "values": [pod["node"]]}
+    _pin_to_node(spec, pod["node"])
+    if settings.runtime_class_name and not pod.get("simulated"):
+        spec["runtimeClassName"] = settings.runtime_class_name
+
+
+def _pin_to_node(spec: dict, node: str) -> None:
+    requirement = {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}
     spec["affinity"] = {
         "nodeAffinity": {
             "requiredDuringSchedulingIgnoredDuringExecution": {
@@ -157,8 +166,6 @@ def _apply_slice(spec: dict, container: dict, meta: dict, pod: dict, settings: J
             }
         }
     }
-    if settings.runtime_class_name and not pod.get("simulated"):
-        spec["runtimeClassName"] = settings.runtime_class_name
 
 
 def _memory(value: str | None) -> str:

@@ -15,8 +15,8 @@ from traitlets import Dict, Integer, List, Unicode, default
 
 from ..model import Status
 from ..store import JobRecord
-from .base import Backend, Launch, Observation
-from .job_manifest import JobSettings, build_job, job_name
+from .base import Backend, Launch, Observation, Storage
+from .job_manifest import JobSettings, build_job, claim_name, job_name
 
 #: Container waiting reasons that mean the pod will not start by itself.
 _STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError"}
@@ -141,6 +141,46 @@ class KubernetesBackend(Backend):
             self.namespace, label_selector=f"job-name={job_name(job)}"
         )
         return [core.api_client.sanitize_for_serialization(p) for p in pods.items]
+
+    async def storage(self, owner: str) -> Storage:
+        """ReadWriteMany storage mounts anywhere; a ReadWriteOnce claim held by a running pod
+        (the user's server) mounts only on that pod's node, so the job is placed there; a
+        ReadWriteOncePod claim in use cannot be mounted by a second pod at all."""
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        claim = claim_name(self.storage_claim_template, owner)
+        core = await self._core()
+        try:
+            pvc = await core.read_namespaced_persistent_volume_claim(claim, self.namespace)
+        except ApiException as err:
+            if err.status == 404:
+                return Storage()  # the Job's pod will say what is missing
+            raise
+        modes = set(pvc.spec.access_modes or []) | set(
+            (pvc.status.access_modes if pvc.status else None) or []
+        )
+        if "ReadWriteMany" in modes or not modes & {"ReadWriteOnce", "ReadWriteOncePod"}:
+            return Storage()
+        pods = await core.list_namespaced_pod(self.namespace, field_selector="status.phase=Running")
+        holders = [
+            p
+            for p in pods.items
+            if p.spec.node_name
+            and any(
+                v.persistent_volume_claim and v.persistent_volume_claim.claim_name == claim
+                for v in p.spec.volumes or []
+            )
+        ]
+        if not holders:
+            return Storage(shared=False)
+        if "ReadWriteOncePod" in modes:
+            return Storage(
+                shared=False,
+                node=holders[0].spec.node_name,
+                blocked=f"your storage ({claim}) can be mounted by one pod at a time and "
+                f"{holders[0].metadata.name} has it: stop your server, then run the job",
+            )
+        return Storage(shared=False, node=holders[0].spec.node_name)
 
     async def status_of(self, job: JobRecord) -> Observation:
         found = await self._read(job)
