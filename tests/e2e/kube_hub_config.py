@@ -19,7 +19,7 @@ c.ConfigurableHTTPProxy.command = [os.environ["TEST_HUB_PROXY"]]
 
 
 c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
-c.JupyterHub.hub_port = free_port()
+c.JupyterHub.hub_port = int(os.environ.get("TEST_HUB_API_PORT") or 0) or free_port()
 c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_connect_ip = "127.0.0.1"
 c.JupyterHub.authenticator_class = "shared-password"
@@ -31,3 +31,11 @@ c.KubeSpawner.namespace = os.environ["TEST_HUB_NAMESPACE"]
 c.KubeSpawner.start_timeout = 90
 c.KubeSpawner.http_timeout = 60
 c.GPUSliceManager.namespace = os.environ["TEST_HUB_NAMESPACE"]
+
+# The user's storage, as z2jh mounts it, where a test gives every user a claim.
+if os.environ.get("TEST_HUB_HOME_CLAIMS"):
+    c.KubeSpawner.volumes = [
+        {"name": "home", "persistentVolumeClaim": {"claimName": "claim-{username}"}}
+    ]
+    c.KubeSpawner.volume_mounts = [{"name": "home", "mountPath": "/home/jovyan"}]
+    c.KubeSpawner.notebook_dir = "/home/jovyan"

@@ -41,9 +41,10 @@ class KubeHub:
         self.process: subprocess.Popen | None = None
         self.log = tmp_path / "hub.log"
 
-    def start(self) -> None:
+    def start(self, **extra_env: str) -> None:
         env = {
             **os.environ,
+            **extra_env,
             "KUBECONFIG": str(self.kube.hub_kubeconfig),
             "TEST_HUB_NAMESPACE": self.kube.namespace,
             "TEST_HUB_DATA": str(self.data),

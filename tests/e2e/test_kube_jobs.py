@@ -1,0 +1,171 @@
+"""Run notebook as job in Kubernetes mode, end to end on the real control plane: a real hub
+(FractionalGPUKubeSpawner), the user's server in its pod with the server extension, the jobs
+service as its own process with its own ServiceAccount (KubernetesBackend), the Job's pod run by
+the process kubelet executing the real runner on the user's claim. The jobs service is killed
+while a job runs and started again, and the user's server is stopped: the job is found
+again and completes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+from hub_config.up import free_port
+from tests.control_plane.behavior import PodBehavior
+from tests.control_plane.fixtures import RBAC_FOLDER
+from tests.spawner.kube_setup import add_gpu_node
+
+from .conftest import stop_process_group
+from .jobs_setup import FINISHED, LabUser, Service, notebook
+from .test_kube_hub import KubeHub, run_singleuser_locally
+
+JOBS_LABEL = "app.kubernetes.io/managed-by=ai-console-jobs"
+
+
+class JobsService:
+    """`python -m server_extension.jobs` with the Kubernetes backend, as the chart runs it."""
+
+    def __init__(self, kube, tmp: Path, hub_api_port: int) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.token = secrets.token_hex(16)
+        self.log = tmp / "jobs.log"
+        self.kubeconfig = tmp / "jobs.kubeconfig"
+        kube.bind_account("ai-console-jobs", RBAC_FOLDER / "jobs-rbac.yaml", self.kubeconfig)
+        self.config = tmp / "jobs_config.py"
+        self.config.write_text(
+            "c.JobsService.backend_class = "
+            "'server_extension.jobs.backends.kubernetes.KubernetesBackend'\n"
+            f"c.JobsService.db_url = 'sqlite:///{tmp / 'jobs.sqlite'}'\n"
+            "c.JobsService.poll_interval = 0.5\n"
+            f"c.KubernetesBackend.namespace = {kube.namespace!r}\n"
+            f"c.KubernetesBackend.runner_command = [{sys.executable!r}, '-m', "
+            "'server_extension.runner']\n"
+            "c.KubernetesBackend.ttl_seconds_after_finished = 600\n"
+        )
+        self.hub_api = f"http://127.0.0.1:{hub_api_port}/hub/api"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        env = {
+            **os.environ,
+            "KUBECONFIG": str(self.kubeconfig),
+            "JUPYTERHUB_API_TOKEN": self.token,
+            "JUPYTERHUB_API_URL": self.hub_api,
+            "JUPYTERHUB_SERVICE_URL": self.url,
+            "JUPYTERHUB_SERVICE_PREFIX": "/services/ai-console-jobs/",
+        }
+        argv = [
+            sys.executable,
+            "-m",
+            "server_extension.jobs",
+            f"--JobsService.config_file={self.config}",
+        ]
+        with self.log.open("a") as out:
+            self.process = subprocess.Popen(
+                argv, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            assert self.process.poll() is None, self.log.read_text()[-3000:]
+            try:
+                requests.get(f"{self.url}/services/ai-console-jobs/api/jobs", timeout=2)
+                return
+            except requests.ConnectionError:
+                assert time.monotonic() < deadline, self.log.read_text()[-3000:]
+                time.sleep(0.3)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        os.killpg(self.process.pid, 9)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process)
+
+
+@pytest.fixture
+def kube_jobs(kube, tmp_path) -> Iterator[tuple[KubeHub, JobsService, Path]]:
+    add_gpu_node(kube, "gpu-01", gpus=1)
+    kube.set_pod_behavior(
+        PodBehavior(mode="process", transform=run_singleuser_locally),
+        selector="component=singleuser-server",
+    )
+    kube.set_pod_behavior(PodBehavior(mode="process"), selector=JOBS_LABEL)
+    home = kube.add_volume("claim-student1")
+    hub = KubeHub(kube, tmp_path)
+    api_port = free_port()
+    jobs = JobsService(kube, tmp_path, api_port)
+    hub.start(
+        TEST_HUB_API_PORT=str(api_port),
+        TEST_HUB_HOME_CLAIMS="1",
+        AI_CONSOLE_JOBS_URL=jobs.url,
+        AI_CONSOLE_JOBS_TOKEN=jobs.token,
+    )
+    try:
+        jobs.start()
+        yield hub, jobs, home
+    finally:
+        jobs.stop()
+        hub.stop()
+
+
+def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube_jobs, kube):
+    hub, jobs, home = kube_jobs
+    student = LabUser(hub, "student1")  # type: ignore[arg-type]
+    student.home = home  # the claim the server and the Job's pod both mount
+    student.start_server()
+
+    student.write("train.ipynb", notebook("print('trained', epochs)", parameters="epochs = 1"))
+    made = student.submit("train.ipynb", parameters={"epochs": 5})
+    assert made.status_code == 201, made.text
+    done = student.wait(made.json()["job_id"], timeout=120)
+    assert done["status"] == "COMPLETED", (done, jobs.log.read_text()[-3000:])
+    assert "trained 5" in student.call("GET", f"jobs/{done['job_id']}/log").text
+    [job] = [
+        j
+        for j in kube.list("jobs")
+        if j["metadata"]["labels"]["ai-console/job-id"] == done["job_id"]
+    ]
+    assert job["metadata"]["labels"]["ai-console/owner"] == "student1"
+    [pod] = kube.list("pods", labelSelector=f"job-name={job['metadata']['name']}")
+    assert pod["spec"]["automountServiceAccountToken"] is False
+    claims = [
+        v["persistentVolumeClaim"]["claimName"]
+        for v in pod["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    ]
+    assert claims == ["claim-student1"]
+    assert (home / ".ai-console" / "jobs" / done["job_id"] / "output.ipynb").exists()
+
+    # The service dies while a job runs; started again, it finds the Job and follows it to the end.
+    student.write("slow.ipynb", notebook("import time; time.sleep(20)", "print('slow done')"))
+    slow = student.submit("slow.ipynb").json()
+    student.wait(slow["job_id"], timeout=60, until=("IN_PROGRESS",))
+    jobs.kill()
+    jobs.start()
+    # The user's server stops too: the job does not need it. Follow it as a script would, with
+    # the user's own token through the hub's proxy.
+    student.stop_server()
+    service = Service(hub, "student1")  # type: ignore[arg-type]
+    [running] = kube.list("pods", labelSelector=f"ai-console/job-id={slow['job_id']}")
+    assert running["status"]["phase"] == "Running"  # still running after all that
+    deadline = time.monotonic() + 120
+    while (finished := service.call("GET", f"jobs/{slow['job_id']}").json())[
+        "status"
+    ] not in FINISHED:
+        assert time.monotonic() < deadline, finished
+        time.sleep(0.5)
+    assert finished["status"] == "COMPLETED", finished
+    assert "slow done" in service.call("GET", f"jobs/{slow['job_id']}/log").text
+    listed = {j["job_id"] for j in service.call("GET", "jobs").json()["jobs"]}
+    assert {done["job_id"], slow["job_id"]} <= listed
