@@ -96,6 +96,7 @@ class JobsService:
 @pytest.fixture
 def kube_jobs(kube, tmp_path) -> Iterator[tuple[KubeHub, JobsService, Path]]:
     add_gpu_node(kube, "gpu-01", gpus=1)
+    add_gpu_node(kube, "gpu-02", gpus=1)
     kube.set_pod_behavior(
         PodBehavior(mode="process", transform=run_singleuser_locally),
         selector="component=singleuser-server",
@@ -169,3 +170,30 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
     assert "slow done" in service.call("GET", f"jobs/{slow['job_id']}/log").text
     listed = {j["job_id"] for j in service.call("GET", "jobs").json()["jobs"]}
     assert {done["job_id"], slow["job_id"]} <= listed
+
+
+def test_the_hub_places_a_jobs_slice_on_the_node_the_service_names(kube_jobs):
+    """The jobs service names the node where the user's ReadWriteOnce home is attached; the
+    hub's admission places the GPU slice there, and refuses a malformed node."""
+    hub, jobs, _home = kube_jobs
+    admissions = f"{hub.url}/hub/api/ai-console/job-admissions"
+    headers = {"Authorization": f"token {jobs.token}"}
+
+    def admit(node: object) -> requests.Response:
+        request = {"flavor": "4C-16G-1/4GPU", "node": node}
+        body = {"user": "student1", "request": request, "name": "placed"}
+        return requests.post(admissions, json=body, headers=headers, timeout=30)
+
+    for node in ("gpu-02", "gpu-01"):
+        admitted = admit(node)
+        assert admitted.status_code == 201, admitted.text
+        allocation = admitted.json()["allocation"]
+        assert allocation["node"] == node and admitted.json()["pod"]["node"] == node
+        released = requests.delete(
+            f"{hub.url}/hub/api/ai-console/allocations/{allocation['id']}",
+            headers=headers,
+            timeout=30,
+        )
+        assert released.status_code == 200, released.text
+    refused = admit(["gpu-01"])
+    assert refused.status_code == 400 and refused.json()["field"] == "node", refused.text
