@@ -148,7 +148,7 @@ class JobFileHandler(JobsAPIHandler):
         if fmt not in self.FILES:
             raise web.HTTPError(400, f"format must be one of {', '.join(OUTPUT_FORMATS)}")
         name = self.FILES[fmt]
-        data = await self.manager.backend.read_file(job, name)
+        data = await self.manager.read_file(job, name)
         if data is None:
             raise web.HTTPError(404, f"job {job_id} has no {name} yet")
         self.set_header("Content-Type", "text/plain; charset=utf-8")

@@ -17,6 +17,10 @@ from .hub_client import HubClient
 from .model import JobInputError, Status, parse_request
 from .store import JobRecord, Store, now_ms
 
+LOG_FILE = "job.log"
+#: How much of a finished job's log the service keeps (the whole log stays in the user's storage).
+FINAL_LOG_BYTES = 1 << 20
+
 
 class JobsManager(LoggingConfigurable):
     """The service's logic; the handlers parse and authorise, this decides."""
@@ -245,12 +249,25 @@ class JobsManager(LoggingConfigurable):
         if seen.status is Status.IN_PROGRESS and job.start_time is None:
             values["start_time"] = now_ms()
         if seen.status.finished:
+            if not self.backend.logs_outlive_jobs and job.final_log is None:
+                values["final_log"] = await self._log_tail(job)
             values["end_time"] = job.end_time or now_ms()
             values["start_time"] = job.start_time or values.get("start_time") or now_ms()
         if values:
             self.store.update(job.job_id, **values)
         if seen.status.finished:
             await self._release(job)
+
+    async def _log_tail(self, job: JobRecord) -> str:
+        data = await self.backend.read_file(job, LOG_FILE) or b""
+        return data[-FINAL_LOG_BYTES:].decode("utf-8", "replace")
+
+    async def read_file(self, job: JobRecord, name: str) -> bytes | None:
+        """A job file through the backend; the log from the record once the pod is gone."""
+        data = await self.backend.read_file(job, name)
+        if data is None and name == LOG_FILE and job.final_log is not None:
+            return job.final_log.encode()
+        return data
 
     async def _release(self, job: JobRecord) -> None:
         if not job.allocation_id:

@@ -70,6 +70,8 @@ class JobRecord(Base):
     backend_ref: Mapped[str | None] = mapped_column(Text, nullable=True)
     #: The node the job must run on (None: any), where its user's storage is attached.
     node: Mapped[str | None] = mapped_column(String(253), nullable=True)
+    #: The end of the log once the job finished, where the backend loses it with the pod.
+    final_log: Mapped[str | None] = mapped_column(Text, nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     rerun_of: Mapped[str | None] = mapped_column(String(32), nullable=True)
     create_time: Mapped[int] = mapped_column(BigInteger, default=now_ms)

@@ -23,7 +23,8 @@ from tests.control_plane.behavior import PodBehavior
 from tests.control_plane.fixtures import RBAC_FOLDER
 from tests.spawner.kube_setup import add_gpu_node
 
-from .conftest import stop_process_group
+from .conftest import PASSWORD, stop_process_group
+from .hubclient import HubClient
 from .jobs_setup import FINISHED, LabUser, Service, notebook
 from .test_kube_hub import KubeHub, run_singleuser_locally
 
@@ -77,9 +78,9 @@ class JobsService:
         while True:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             try:
-                requests.get(f"{self.url}/services/ai-console-jobs/api/jobs", timeout=2)
+                requests.get(f"{self.url}/services/ai-console-jobs/api/jobs", timeout=5)
                 return
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert time.monotonic() < deadline, self.log.read_text()[-3000:]
                 time.sleep(0.3)
 
@@ -147,6 +148,18 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
     ]
     assert claims == ["claim-student1"]
     assert (home / ".ai-console" / "jobs" / done["job_id"] / "output.ipynb").exists()
+
+    # The Job and its pod are deleted (TTL, a node lost): the course admin, who cannot read the
+    # student's storage, still reads the log, from the service's record.
+    kube.admin.delete("jobs", job["metadata"]["name"], kube.namespace)
+    deadline = time.monotonic() + 30
+    while kube.list("pods", labelSelector=f"job-name={job['metadata']['name']}"):
+        assert time.monotonic() < deadline, "the Job's pod outlived the Job"
+        time.sleep(0.3)
+    assert HubClient(hub.url).login("teacher", PASSWORD).status_code == 302
+    teacher = Service(hub, "teacher")  # type: ignore[arg-type]
+    log = teacher.call("GET", f"jobs/{done['job_id']}/log")
+    assert log.status_code == 200 and "trained 5" in log.text, log.text
 
     # The service dies while a job runs; started again, it finds the Job and follows it to the end.
     student.write("slow.ipynb", notebook("import time; time.sleep(20)", "print('slow done')"))

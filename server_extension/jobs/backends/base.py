@@ -60,6 +60,10 @@ class Storage:
 class Backend(LoggingConfigurable):
     """Starts, watches and cancels jobs. One instance per jobs service."""
 
+    #: Whether :meth:`read_file` still reads a job's log after the job is gone (local files
+    #: do; a pod's log goes with the pod, so the service keeps the end of it).
+    logs_outlive_jobs = True
+
     max_running = Integer(
         0,
         config=True,

@@ -25,6 +25,8 @@ _STUCK = {"ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContain
 class KubernetesBackend(Backend):
     """Runs the notebook runner in a Kubernetes Job per notebook job."""
 
+    logs_outlive_jobs = False  # pod logs go with the pod (TTL, node loss)
+
     namespace = Unicode(
         config=True,
         help="""Namespace of the Jobs (the hub's, so that the slice ledger sees their pods).
