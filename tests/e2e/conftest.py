@@ -44,6 +44,22 @@ def stop_process_group(process: subprocess.Popen) -> None:
             process.wait()
 
 
+class ProcessGroup:
+    """A test's server started as its own process group (``self.process``)."""
+
+    process: subprocess.Popen | None = None
+
+    def kill(self) -> None:
+        """The whole group dies at once, as in a node failure."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            stop_process_group(self.process)
+
+
 class LocalHub:
     """`ai-console up` as its own process group; can be killed and started again."""
 

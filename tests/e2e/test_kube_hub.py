@@ -19,7 +19,7 @@ from hub_config.up import free_port
 from tests.control_plane.behavior import PodBehavior, ProcessSpec
 from tests.spawner.kube_setup import add_gpu_node, live_slice_pods
 
-from .conftest import ADMIN_PASSWORD, PASSWORD, ROOT, stop_process_group, wait_http
+from .conftest import ADMIN_PASSWORD, PASSWORD, ROOT, ProcessGroup, wait_http
 from .hubclient import HubClient
 
 HUB_CONFIG = Path(__file__).with_name("kube_hub_config.py")
@@ -31,7 +31,9 @@ def run_singleuser_locally(spec: ProcessSpec) -> ProcessSpec:
     return spec
 
 
-class KubeHub:
+class KubeHub(ProcessGroup):
+    """A real hub in Kubernetes mode; ``kill`` takes its proxy down with it."""
+
     def __init__(self, kube, tmp_path: Path) -> None:
         self.kube = kube
         self.data = tmp_path / "hub"
@@ -70,16 +72,6 @@ class KubeHub:
                 start_new_session=True,
             )
         wait_http(f"{self.url}/hub/login", self.process, self.log)
-
-    def kill(self) -> None:
-        """The hub (and its proxy) die at once, as in a node failure."""
-        assert self.process is not None
-        os.killpg(self.process.pid, 9)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process_group(self.process)
 
     def logs(self) -> str:
         return self.log.read_text()[-5000:]

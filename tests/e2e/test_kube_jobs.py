@@ -23,7 +23,7 @@ from tests.control_plane.behavior import PodBehavior
 from tests.control_plane.fixtures import RBAC_FOLDER
 from tests.spawner.kube_setup import add_gpu_node
 
-from .conftest import PASSWORD, stop_process_group
+from .conftest import PASSWORD, ProcessGroup
 from .hubclient import HubClient
 from .jobs_setup import FINISHED, LabUser, Service, notebook
 from .test_kube_hub import KubeHub, run_singleuser_locally
@@ -31,7 +31,7 @@ from .test_kube_hub import KubeHub, run_singleuser_locally
 JOBS_LABEL = "app.kubernetes.io/managed-by=ai-console-jobs"
 
 
-class JobsService:
+class JobsService(ProcessGroup):
     """`python -m server_extension.jobs` with the Kubernetes backend, as the chart runs it."""
 
     def __init__(self, kube, tmp: Path, hub_api_port: int) -> None:
@@ -83,15 +83,6 @@ class JobsService:
             except (requests.ConnectionError, requests.Timeout):
                 assert time.monotonic() < deadline, self.log.read_text()[-3000:]
                 time.sleep(0.3)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        os.killpg(self.process.pid, 9)
-        self.process.wait()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process_group(self.process)
 
 
 @pytest.fixture
