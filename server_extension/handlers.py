@@ -21,7 +21,7 @@ from jupyter_server.base.handlers import APIHandler
 from tornado import web
 from tornado.iostream import StreamClosedError
 
-from .jobs.model import JobInputError
+from .jobs.model import JOB_FILES, JobInputError
 from .jobs_client import JobsClient, ServiceError
 from .parameters import ParameterError, check_parameters, declared_parameters
 from .snapshot import (
@@ -38,7 +38,6 @@ from .snapshot import (
 AUTH_RESOURCE = "ai_console"
 JOB_ID = r"([0-9a-f]{32})"
 _FINISHED = {"COMPLETED", "FAILED", "STOPPED"}
-_FILES = {"log": "job.log", "ipynb": "output.ipynb", "html": "output.html"}
 _TYPES = {
     "log": "text/plain; charset=utf-8",
     "ipynb": "application/x-ipynb+json",
@@ -283,7 +282,7 @@ class JobFileHandler(AiConsoleHandler):
     async def get(self, job_id: str, kind: str) -> None:
         async def work():
             fmt = kind if kind == "log" else self.get_argument("format", "ipynb")
-            if fmt not in _FILES:
+            if fmt not in JOB_FILES:
                 raise JobInputError("format must be ipynb or html", "format")
             _, job = await self.service("GET", f"jobs/{job_id}")
             self.set_header("Content-Type", _TYPES[fmt])
@@ -295,9 +294,9 @@ class JobFileHandler(AiConsoleHandler):
             if kind == "log" and self.get_argument("follow", "0") == "1":
                 await self.follow(job)
                 return
-            path = job_file(self.root, job, _FILES[fmt])
+            path = job_file(self.root, job, JOB_FILES[fmt])
             if path is None:
-                raise JobInputError(f"job {job_id} has no {_FILES[fmt]} yet", "format", 404)
+                raise JobInputError(f"job {job_id} has no {JOB_FILES[fmt]} yet", "format", 404)
             self.finish(path.read_bytes())
 
         await self.run(work)

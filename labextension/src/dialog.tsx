@@ -122,6 +122,7 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
   const selectedFlavor = projectFlavors.find(f => f.name === flavor);
   const projectImages = choices ? imagesFor(choices, project) : [];
   const gpu = isGpuFlavor(selectedFlavor);
+  const storage = choices ? storageNote(choices, trans) : null;
 
   // Checks of every field; the first problem blocks the submit button.
   const errors: { [field: string]: string } = { ...form.errors };
@@ -244,9 +245,9 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
       onCancel={props.onCancel}
       trans={trans}
     >
-      {choices && storageNote(choices, trans) ? (
+      {storage ? (
         <p className="jp-AIConsole-hint" data-testid="ai-console-storage-note">
-          {storageNote(choices, trans)}
+          {storage}
         </p>
       ) : null}
       {choices?.simulated ? (

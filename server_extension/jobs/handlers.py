@@ -15,7 +15,7 @@ from tornado import web
 
 from .access import Caller
 from .manager import JobsManager
-from .model import JOB_ID_RE, OUTPUT_FORMATS, JobInputError, Status
+from .model import JOB_FILES, JOB_ID_RE, OUTPUT_FORMATS, JobInputError, Status
 from .store import JobRecord
 
 
@@ -139,15 +139,13 @@ class JobHandler(JobsAPIHandler):
 class JobFileHandler(JobsAPIHandler):
     """A job's log or output, for callers who cannot read the owner's storage themselves."""
 
-    FILES = {"log": "job.log", "ipynb": "output.ipynb", "html": "output.html"}
-
     @web.authenticated
     async def get(self, job_id: str, kind: str) -> None:
         job = self.job_or_404(job_id)
         fmt = kind if kind == "log" else self.get_argument("format", "ipynb")
-        if fmt not in self.FILES:
+        if fmt not in JOB_FILES:
             raise web.HTTPError(400, f"format must be one of {', '.join(OUTPUT_FORMATS)}")
-        name = self.FILES[fmt]
+        name = JOB_FILES[fmt]
         data = await self.manager.read_file(job, name)
         if data is None:
             raise web.HTTPError(404, f"job {job_id} has no {name} yet")

@@ -14,10 +14,9 @@ from traitlets.config import LoggingConfigurable
 
 from .backends.base import Backend, Launch
 from .hub_client import HubClient
-from .model import JobInputError, Status, parse_request
+from .model import JOB_FILES, JobInputError, Status, parse_request
 from .store import JobRecord, Store, now_ms
 
-LOG_FILE = "job.log"
 #: How much of a finished job's log the service keeps (the whole log stays in the user's storage).
 FINAL_LOG_BYTES = 1 << 20
 
@@ -259,13 +258,13 @@ class JobsManager(LoggingConfigurable):
             await self._release(job)
 
     async def _log_tail(self, job: JobRecord) -> str:
-        data = await self.backend.read_file(job, LOG_FILE) or b""
+        data = await self.backend.read_file(job, JOB_FILES["log"]) or b""
         return data[-FINAL_LOG_BYTES:].decode("utf-8", "replace")
 
     async def read_file(self, job: JobRecord, name: str) -> bytes | None:
         """A job file through the backend; the log from the record once the pod is gone."""
         data = await self.backend.read_file(job, name)
-        if data is None and name == LOG_FILE and job.final_log is not None:
+        if data is None and name == JOB_FILES["log"] and job.final_log is not None:
             return job.final_log.encode()
         return data
 

@@ -9,6 +9,8 @@ from typing import Any
 
 #: Output formats the runner can write.
 OUTPUT_FORMATS = ("ipynb", "html")
+#: The files the runner writes in a job's folder, by what they hold.
+JOB_FILES = {"log": "job.log", "ipynb": "output.ipynb", "html": "output.html"}
 JOB_ID_RE = re.compile(r"^[0-9a-f]{32}$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Names of the environment that the job's slice and runner set; a user may not replace them.

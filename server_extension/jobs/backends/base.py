@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from traitlets import Integer
@@ -54,7 +54,7 @@ class Storage:
     blocked: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"shared": self.shared, "node": self.node, "blocked": self.blocked}
+        return asdict(self)
 
 
 class Backend(LoggingConfigurable):

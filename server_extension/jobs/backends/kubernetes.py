@@ -13,7 +13,7 @@ from typing import Any
 
 from traitlets import Dict, Integer, List, Unicode, default
 
-from ..model import Status
+from ..model import JOB_FILES, Status
 from ..store import JobRecord
 from .base import Backend, Launch, Observation, Storage
 from .job_manifest import JobSettings, build_job, claim_name, job_name
@@ -229,7 +229,7 @@ class KubernetesBackend(Backend):
 
     async def read_file(self, job: JobRecord, relative: str) -> bytes | None:
         """The log from the newest pod (outputs live only in the owner's storage)."""
-        if relative != "job.log":
+        if relative != JOB_FILES["log"]:
             return None
         from kubernetes_asyncio.client.exceptions import ApiException
 
