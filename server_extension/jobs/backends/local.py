@@ -81,7 +81,7 @@ class LocalBackend(Backend):
         10,
         config=True,
         help="""Scheduling niceness of the job processes (0-19): jobs are batch work, so the
-        hub, the proxy and the users' notebooks stay responsive while they run.""",
+        kernel gives the hub, the proxy and the users' notebooks the CPU first.""",
     )
 
     @default("max_running")
