@@ -173,10 +173,12 @@ class JobAdmissionHandler(JobsHubHandler):
         """The slice written into a job's pod, by the same builders the spawner uses."""
         configmap = self.slice_manager.startup_hook_configmap or None
         startup = STARTUP_MOUNT_PATH if configmap and has_caps(held) else None
-        # Jobs do not use the MPS daemon yet: the framework caps and the agent enforce.
-        volumes, mounts = kubernetes_volumes(held, mps=None, startup_configmap=configmap)
+        mps = self.slice_manager.mps_settings(held.node)
+        volumes, mounts = kubernetes_volumes(held, mps=mps, startup_configmap=configmap)
         return {
-            "environment": container_environment(held, startup_path=startup, in_container=True),
+            "environment": container_environment(
+                held, mps=mps, startup_path=startup, in_container=True
+            ),
             "volumes": volumes,
             "volume_mounts": mounts,
             "annotations": to_annotations(held),

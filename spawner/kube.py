@@ -7,8 +7,6 @@ from typing import Any
 from kubespawner import KubeSpawner
 from traitlets import Bool, Unicode
 
-from gpu_fraction.enforcement import MpsSettings
-
 from .pod_patch import SliceSettings, apply_slice
 from .slices import GPUSliceMixin, SliceRefused
 
@@ -27,17 +25,6 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         help="""runtimeClassName for pods that hold a GPU slice (the NVIDIA container runtime
         that honours NVIDIA_VISIBLE_DEVICES). Empty: leave the pod's runtime class alone.
         Example: c.FractionalGPUKubeSpawner.gpu_runtime_class_name = "nvidia" """,
-    )
-    mps_pipe_directory = Unicode(
-        "/tmp/nvidia-mps",
-        config=True,
-        help="""CUDA_MPS_PIPE_DIRECTORY of the MPS daemon on nodes labelled ai-console/mps=true.
-        Pods on those nodes get MPS memory and compute caps.""",
-    )
-    mps_shm_directory = Unicode(
-        "/run/nvidia/mps/shm",
-        config=True,
-        help="""Host directory the MPS daemon uses as /dev/shm, mounted into MPS clients.""",
     )
     events_show_placement = Bool(
         True,
@@ -63,15 +50,10 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         self._chosen_profile = self._get_profile(slug, profile_list)
 
     def slice_settings(self, node: str) -> SliceSettings:
-        mps = None
-        if node in self.slice_manager.mps_nodes:
-            mps = MpsSettings(
-                pipe_directory=self.mps_pipe_directory, host_shm_directory=self.mps_shm_directory
-            )
         return SliceSettings(
             runtime_class_name=self.gpu_runtime_class_name or None,
             startup_configmap=self.slice_manager.startup_hook_configmap or None,
-            mps=mps,
+            mps=self.slice_manager.mps_settings(node),
         )
 
     async def get_pod_manifest(self) -> Any:

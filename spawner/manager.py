@@ -20,7 +20,7 @@ from traitlets.config import SingletonConfigurable
 from gpu_fraction import keys
 from gpu_fraction.allocator import POLICIES, Allocator
 from gpu_fraction.annotations import from_annotations
-from gpu_fraction.enforcement import startup_configmap_data
+from gpu_fraction.enforcement import MpsSettings, startup_configmap_data
 from gpu_fraction.errors import AllocationRefused, AnnotationError
 from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
 from gpu_fraction.ledger import RebuildReport, rebuild
@@ -88,6 +88,18 @@ class GPUSliceManager(SingletonConfigurable):
         help="""ConfigMap (in `namespace`) holding the interpreter-start hook, sitecustomize.py,
         that caps PyTorch and TensorFlow memory to the slice. The hub creates or updates it at
         start; pods with a fractional slice mount it. Empty: no hook, only environment caps.""",
+    )
+    mps_pipe_directory = Unicode(
+        "/tmp/nvidia-mps",
+        config=True,
+        help="""CUDA_MPS_PIPE_DIRECTORY of the MPS daemon on nodes labelled ai-console/mps=true.
+        Notebook and job pods on those nodes mount it and get MPS memory and compute caps.""",
+    )
+    mps_shm_directory = Unicode(
+        "/run/nvidia/mps/shm",
+        config=True,
+        help="""Host directory the MPS daemon uses as /dev/shm, mounted into the pods of
+        MPS clients (notebooks and jobs) at /dev/shm.""",
     )
     job_slice_grace = Float(
         600.0,
@@ -191,6 +203,14 @@ class GPUSliceManager(SingletonConfigurable):
         self._allocator = allocator
         if self.inventory_source == "kubernetes" and self.reconcile_interval > 0:
             self._reconcile_task = asyncio.ensure_future(self._reconcile_loop())
+
+    def mps_settings(self, node: str) -> MpsSettings | None:
+        """How a pod on ``node`` reaches the node's MPS daemon; ``None`` where none runs."""
+        if node not in self.mps_nodes:
+            return None
+        return MpsSettings(
+            pipe_directory=self.mps_pipe_directory, host_shm_directory=self.mps_shm_directory
+        )
 
     async def _core_api(self) -> Any:
         from kubespawner.clients import load_config, shared_client

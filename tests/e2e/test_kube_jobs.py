@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from hub_config.up import free_port
+from spawner.manager import MPS_LABEL
 from tests.control_plane.behavior import PodBehavior
 from tests.control_plane.fixtures import RBAC_FOLDER
 from tests.spawner.kube_setup import add_gpu_node
@@ -88,7 +89,7 @@ class JobsService(ProcessGroup):
 @pytest.fixture
 def kube_jobs(kube, tmp_path) -> Iterator[tuple[KubeHub, JobsService, Path]]:
     add_gpu_node(kube, "gpu-01", gpus=1)
-    add_gpu_node(kube, "gpu-02", gpus=1)
+    add_gpu_node(kube, "gpu-02", gpus=1, labels={MPS_LABEL: "true"})
     kube.set_pod_behavior(
         PodBehavior(mode="process", transform=run_singleuser_locally),
         selector="component=singleuser-server",
@@ -178,7 +179,8 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
 
 def test_the_hub_places_a_jobs_slice_on_the_node_the_service_names(kube_jobs):
     """The jobs service names the node where the user's ReadWriteOnce home is attached; the
-    hub's admission places the GPU slice there, and refuses a malformed node."""
+    hub's admission places the GPU slice there, and refuses a malformed node. On a node that
+    runs the MPS daemon, the job's pod gets the MPS caps and the daemon's pipe, as a notebook's."""
     hub, jobs, _home = kube_jobs
     admissions = f"{hub.url}/hub/api/ai-console/job-admissions"
     headers = {"Authorization": f"token {jobs.token}"}
@@ -192,7 +194,15 @@ def test_the_hub_places_a_jobs_slice_on_the_node_the_service_names(kube_jobs):
         admitted = admit(node)
         assert admitted.status_code == 201, admitted.text
         allocation = admitted.json()["allocation"]
-        assert allocation["node"] == node and admitted.json()["pod"]["node"] == node
+        pod = admitted.json()["pod"]
+        assert allocation["node"] == node and pod["node"] == node
+        host_paths = {v["hostPath"]["path"] for v in pod["volumes"] if "hostPath" in v}
+        if node == "gpu-02":  # labelled ai-console/mps=true
+            assert pod["environment"]["CUDA_MPS_PIPE_DIRECTORY"] == "/tmp/nvidia-mps"
+            assert pod["environment"]["CUDA_MPS_PINNED_DEVICE_MEM_LIMIT"] == "0=6144M"
+            assert host_paths == {"/tmp/nvidia-mps", "/run/nvidia/mps/shm"}
+        else:
+            assert "CUDA_MPS_PIPE_DIRECTORY" not in pod["environment"] and not host_paths
         released = requests.delete(
             f"{hub.url}/hub/api/ai-console/allocations/{allocation['id']}",
             headers=headers,
