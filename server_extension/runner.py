@@ -44,6 +44,8 @@ from jupyter_client.kernelspec import NoSuchKernel
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError, DeadKernelError
 
+from server_extension.jobs.model import JOB_FILES, OUTPUT_FORMATS
+from server_extension.output_sender import send_outputs
 from server_extension.parameters import (
     ParameterError,
     check_parameters,
@@ -51,7 +53,6 @@ from server_extension.parameters import (
     inject,
 )
 
-OUTPUT_FORMATS = ("ipynb", "html")
 ERROR_TAG = "ai-console-error"
 BANNER_TAG = "ai-console-error-banner"
 EXIT_CODES = {"completed": 0, "failed": 1, "unusable": 2, "timeout": 3, "cancelled": 143}
@@ -179,7 +180,7 @@ class Job:
 
     def __init__(self, job_dir: Path) -> None:
         self.dir = job_dir
-        self.log_file = open(job_dir / "job.log", "a", encoding="utf-8")  # noqa: SIM115
+        self.log_file = open(job_dir / JOB_FILES["log"], "a", encoding="utf-8")  # noqa: SIM115
         self.at_line_start = True
         self.started = time.monotonic()
         self.status: dict[str, Any] = {
@@ -245,7 +246,7 @@ class Job:
 
     def save_notebook(self) -> None:
         if self.nb is not None:
-            _atomic_write(self.dir / "output.ipynb", nbformat.v4.writes(self.nb))
+            _atomic_write(self.dir / JOB_FILES["ipynb"], nbformat.v4.writes(self.nb))
 
     def save_html(self) -> None:
         """output.html from the notebook as it is (partial after a failure)."""
@@ -255,7 +256,7 @@ class Job:
 
         try:
             body, _ = HTMLExporter().from_notebook_node(self.nb)
-            _atomic_write(self.dir / "output.html", body)
+            _atomic_write(self.dir / JOB_FILES["html"], body)
         except Exception as error:  # the run itself went as it went; say so and go on
             self.line(f"HTML export failed: {type(error).__name__}: {error}")
 
@@ -383,8 +384,11 @@ class Job:
         if failed_cell is not None:
             self.mark_error(message)
         self.save_notebook()
+        formats = ["ipynb"]
         if self.spec is not None and "html" in self.spec.output_formats:
             self.save_html()
+            formats.append("html")
+        send_outputs(((f, self.dir / JOB_FILES[f]) for f in formats), self.line)
         self.line(f"=== {message} ===")
         self.save_status(
             state="failed" if state == "unusable" else state,

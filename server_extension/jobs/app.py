@@ -21,6 +21,7 @@ from .handlers import handlers
 from .hub_client import HubClient
 from .manager import JobsManager
 from .store import Store
+from .uploads import UploadKeys
 
 
 class JobsService(Application):
@@ -70,6 +71,21 @@ class JobsService(Application):
         config=True,
         help="""The hub's API URL (JUPYTERHUB_API_URL).""",
     )
+    upload_url = Unicode(
+        config=True,
+        help="""Base URL at which a job's pod reaches this service's API directly (not through
+        the hub's proxy), e.g. http://ai-console-jobs.<namespace>.svc:10101/services/ai-console-
+        jobs/api. The runner sends the executed notebook and html there at its end, so course
+        admins can still read them once the pod is gone. Default: service_url and
+        service_prefix. Empty: outputs stay only in the owner's storage. Only backends whose
+        files vanish with the job (Kubernetes) use it.""",
+    )
+    kept_output_bytes = Integer(
+        16 << 20,
+        config=True,
+        help="""The largest output file (executed notebook or html) the service keeps for a
+        job, in bytes; a larger one stays only in the owner's storage. 0: keep none.""",
+    )
 
     @default("service_url")
     def _service_url(self) -> str:
@@ -78,6 +94,10 @@ class JobsService(Application):
     @default("service_prefix")
     def _service_prefix(self) -> str:
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/ai-console-jobs/")
+
+    @default("upload_url")
+    def _upload_url(self) -> str:
+        return f"{self.service_url.rstrip('/')}{self.service_prefix.rstrip('/')}/api"
 
     @default("hub_api_url")
     def _hub_api_url(self) -> str:
@@ -91,6 +111,7 @@ class JobsService(Application):
     def build(self) -> tuple[web.Application, JobsManager]:
         token = os.environ.get("JUPYTERHUB_API_TOKEN", "")
         hub_auth = HubAuth(api_token=token, api_url=self.hub_api_url, cache_max_age=10)
+        upload_keys = UploadKeys(token) if token and self.kept_output_bytes else None
         manager = JobsManager(
             store=Store(self.db_url),
             backend=self.backend_class(parent=self, log=self.log),
@@ -98,11 +119,17 @@ class JobsService(Application):
             max_timeout=self.max_timeout_seconds,
             max_retries=self.max_retries,
             poll_interval=self.poll_interval,
+            upload_keys=upload_keys,
+            upload_url=self.upload_url,
             parent=self,
             log=self.log,
         )
         app = web.Application(
-            handlers(self.service_prefix), jobs_manager=manager, hub_auth=hub_auth
+            handlers(self.service_prefix),
+            jobs_manager=manager,
+            hub_auth=hub_auth,
+            upload_keys=manager.upload_keys,
+            kept_output_bytes=self.kept_output_bytes,
         )
         return app, manager
 

@@ -2,7 +2,9 @@
 
 Every handler is authenticated by :class:`HubAuthenticated` (the caller's hub token, with the
 ``access:services!service=ai-console-jobs`` scope) and authorised by :class:`.access.Caller`:
-another user's job is a 404, never a 403, so job ids of others cannot be probed.
+another user's job is a 404, never a 403, so job ids of others cannot be probed. The one
+exception is the runner's upload of a job's outputs, authenticated by that job's own token
+(:mod:`.uploads`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from .access import Caller
 from .manager import JobsManager
 from .model import JOB_FILES, JOB_ID_RE, OUTPUT_FORMATS, JobInputError, Status
 from .store import JobRecord
+from .uploads import upload_route
 
 
 class JobsAPIHandler(HubAuthenticated, web.RequestHandler):
@@ -160,4 +163,5 @@ def handlers(prefix: str) -> list[tuple[str, type]]:
         (rf"{api}/jobs", JobsHandler),
         (rf"{api}/jobs/([^/]+)", JobHandler),
         (rf"{api}/jobs/([^/]+)/(log|output)", JobFileHandler),
+        upload_route(api),
     ]

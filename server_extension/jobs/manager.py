@@ -7,6 +7,7 @@ service, so nothing stays "running" forever and every slice is released once, wh
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -16,6 +17,7 @@ from .backends.base import Backend, Launch
 from .hub_client import HubClient
 from .model import JOB_FILES, JobInputError, Status, parse_request
 from .store import JobRecord, Store, now_ms
+from .uploads import UploadKeys, runner_environment
 
 #: How much of a finished job's log the service keeps (the whole log stays in the user's storage).
 FINAL_LOG_BYTES = 1 << 20
@@ -32,6 +34,8 @@ class JobsManager(LoggingConfigurable):
         max_timeout: int,
         max_retries: int,
         poll_interval: float,
+        upload_keys: UploadKeys | None = None,
+        upload_url: str = "",
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -41,6 +45,9 @@ class JobsManager(LoggingConfigurable):
         self.max_timeout = max_timeout
         self.max_retries = max_retries
         self.poll_interval = poll_interval
+        #: Where runners send outputs the backend cannot read back (None: they are not kept).
+        self.upload_keys = upload_keys if not backend.logs_outlive_jobs else None
+        self.upload_url = upload_url
         self._creating: dict[tuple[str, str], asyncio.Lock] = {}
         self._task: asyncio.Task | None = None
         #: Jobs being handed to the backend now, by id.
@@ -163,7 +170,9 @@ class JobsManager(LoggingConfigurable):
 
     async def _launch(self, job: JobRecord) -> None:
         try:
-            ref = await self.backend.start(job, Launch.of(job))
+            env = runner_environment(self.upload_keys, self.upload_url, job.job_id)
+            launch = dataclasses.replace(Launch.of(job), runner_environment=env)
+            ref = await self.backend.start(job, launch)
         except Exception as err:
             self.log.exception("job %s could not start", job.job_id)
             self.store.update(
@@ -262,11 +271,18 @@ class JobsManager(LoggingConfigurable):
         return data[-FINAL_LOG_BYTES:].decode("utf-8", "replace")
 
     async def read_file(self, job: JobRecord, name: str) -> bytes | None:
-        """A job file through the backend; the log from the record once the pod is gone."""
+        """A job file through the backend; once the pod is gone, the log from the record and
+        the outputs its runner sent."""
         data = await self.backend.read_file(job, name)
-        if data is None and name == JOB_FILES["log"] and job.final_log is not None:
-            return job.final_log.encode()
-        return data
+        if data is not None:
+            return data
+        if name == JOB_FILES["log"]:
+            return None if job.final_log is None else job.final_log.encode()
+        return self.store.kept_output(job.job_id, name)
+
+    def keep_output(self, job: JobRecord, name: str, data: bytes) -> None:
+        """Keep an output the job's runner sent (see :mod:`.uploads`)."""
+        self.store.keep_output(job.job_id, name, data)
 
     async def _release(self, job: JobRecord) -> None:
         if not job.allocation_id:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -116,6 +117,17 @@ class JobRecord(Base):
         }
 
 
+class KeptOutput(Base):
+    """An output file of a job as its runner sent it (one row per job and file name)."""
+
+    __tablename__ = "job_outputs"
+
+    job_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    kept_time: Mapped[int] = mapped_column(BigInteger, default=now_ms)
+
+
 def _sqlite_pragmas(connection: Any, _record: Any) -> None:
     """WAL: readers do not wait for the writer, and a commit is one append, not two syncs."""
     cursor = connection.cursor()
@@ -188,6 +200,16 @@ class Store:
             for key, value in values.items():
                 setattr(row, key, value)
             return row
+
+    def keep_output(self, job_id: str, name: str, data: bytes) -> None:
+        """Keep (or replace: a retried attempt sends again) one output file of a job."""
+        with self.session() as session:
+            session.merge(KeptOutput(job_id=job_id, name=name, data=data, kept_time=now_ms()))
+
+    def kept_output(self, job_id: str, name: str) -> bytes | None:
+        with self._sessions() as session:
+            row = session.get(KeptOutput, (job_id, name))
+            return None if row is None else row.data
 
     def close(self) -> None:
         self.engine.dispose()

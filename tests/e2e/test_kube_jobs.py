@@ -7,6 +7,7 @@ again and completes."""
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import subprocess
@@ -15,10 +16,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import nbformat
 import pytest
 import requests
 
 from hub_config.up import free_port
+from server_extension.jobs.uploads import UploadKeys
 from spawner.manager import MPS_LABEL
 from tests.control_plane.behavior import PodBehavior
 from tests.control_plane.fixtures import RBAC_FOLDER
@@ -84,6 +87,25 @@ class JobsService(ProcessGroup):
             except (requests.ConnectionError, requests.Timeout):
                 assert time.monotonic() < deadline, self.log.read_text()[-3000:]
                 time.sleep(0.3)
+
+
+def assert_outputs_take_only_their_jobs_token(jobs: JobsService, job_id: str) -> None:
+    """A job's outputs are sent with that job's token, straight to the service: no other
+    token, and not once the job has ended (the runner sends before it exits)."""
+    url = f"{jobs.url}/services/ai-console-jobs/api/jobs/{job_id}/outputs/ipynb"
+    keys = UploadKeys(jobs.token)
+    forged = b'{"cells": [], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}'
+    for token, status in (
+        ("", 403),
+        (keys.token("0" * 32), 403),  # another job's token
+        (jobs.token, 403),  # the service's own hub token is not an upload token
+        (keys.token(job_id), 409),  # the right one, but the job has ended
+    ):
+        sent = requests.put(
+            url, data=forged, headers={"Authorization": f"Bearer {token}"}, timeout=10
+        )
+        assert sent.status_code == status, (token, sent.text)
+        assert "message" in sent.json()
 
 
 @pytest.fixture
@@ -152,11 +174,24 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
     teacher = Service(hub, "teacher")  # type: ignore[arg-type]
     log = teacher.call("GET", f"jobs/{done['job_id']}/log")
     assert log.status_code == 200 and "trained 5" in log.text, log.text
+    # ... and the executed notebook, which its runner sent to the service before it exited.
+    output = teacher.call("GET", f"jobs/{done['job_id']}/output")
+    assert output.status_code == 200, output.text
+    executed = nbformat.reads(output.text, as_version=4)
+    assert any("trained 5" in json.dumps(c.get("outputs", [])) for c in executed.cells)
+    assert_outputs_take_only_their_jobs_token(jobs, done["job_id"])
 
     # The service dies while a job runs; started again, it finds the Job and follows it to the end.
     student.write("slow.ipynb", notebook("import time; time.sleep(20)", "print('slow done')"))
     slow = student.submit("slow.ipynb").json()
     student.wait(slow["job_id"], timeout=60, until=("IN_PROGRESS",))
+    garbled = requests.put(
+        f"{jobs.url}/services/ai-console-jobs/api/jobs/{slow['job_id']}/outputs/ipynb",
+        data=b"not a notebook",
+        headers={"Authorization": f"Bearer {UploadKeys(jobs.token).token(slow['job_id'])}"},
+        timeout=10,
+    )
+    assert garbled.status_code == 400 and "not a notebook" in garbled.json()["message"]
     jobs.kill()
     jobs.start()
     # The user's server stops too: the job does not need it. Follow it as a script would, with

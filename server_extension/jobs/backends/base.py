@@ -22,6 +22,8 @@ class Launch:
     allocation: dict[str, Any] | None = None
     #: The slice for a pod (environment, volumes, mounts, annotations, node), from the hub.
     pod: dict[str, Any] | None = None
+    #: Variables for the runner from the service (where to send its outputs).
+    runner_environment: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, job: JobRecord) -> Launch:

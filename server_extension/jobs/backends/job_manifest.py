@@ -55,8 +55,14 @@ def claim_name(template: str, owner: str) -> str:
     return template.format(username=safe)[:253]
 
 
-def build_job(job: JobRecord, settings: JobSettings, pod: dict[str, Any] | None) -> dict:
-    """The Job for ``job``; ``pod`` is the hub's slice for it (``None`` for CPU only)."""
+def build_job(
+    job: JobRecord,
+    settings: JobSettings,
+    pod: dict[str, Any] | None,
+    runner_environment: dict[str, str] | None = None,
+) -> dict:
+    """The Job for ``job``; ``pod`` is the hub's slice for it (``None`` for CPU only);
+    ``runner_environment`` what the service tells the runner (where to send its outputs)."""
     labels = {
         **settings.extra_labels,
         **MANAGED_BY,
@@ -67,6 +73,7 @@ def build_job(job: JobRecord, settings: JobSettings, pod: dict[str, Any] | None)
     job_dir = f"{settings.storage_mount_path.rstrip('/')}/{job.snapshot_path.rsplit('/', 1)[0]}"
     env = [{"name": k, "value": v} for k, v in sorted(job.environment.items())]
     env.append({"name": "AI_CONSOLE_JOB_ID", "value": job.job_id})
+    env += [{"name": k, "value": v} for k, v in sorted((runner_environment or {}).items())]
     resources: dict[str, Any] = {}
     if job.cpu:
         resources = {

@@ -117,7 +117,7 @@ class KubernetesBackend(Backend):
     async def start(self, job: JobRecord, launch: Launch) -> str:
         from kubernetes_asyncio.client.exceptions import ApiException
 
-        body = build_job(job, self.settings, launch.pod)
+        body = build_job(job, self.settings, launch.pod, launch.runner_environment)
         try:
             await (await self._batch()).create_namespaced_job(self.namespace, body)
         except ApiException as err:
