@@ -131,31 +131,31 @@ class JobsManager(LoggingConfigurable):
     def dispatch(self) -> dict[str, str]:
         """Hand the waiting jobs to the backend, oldest first, as far as it has room; the
         others keep waiting with a pending reason that says why (returned by job id)."""
-        waiting = [j for j in self.store.waiting() if j.job_id not in self._starting]
+        waiting = [row for row in self.store.waiting() if row.job_id not in self._starting]
         if not waiting:
             return {}
         limit = self.backend.max_running
         room = len(waiting)
         if limit:
             room = max(0, limit - self.store.started() - len(self._starting))
-        for job in waiting[:room]:
-            self._starting[job.job_id] = asyncio.ensure_future(self._start(job))
+        for row in waiting[:room]:
+            job = self.store.get(row.job_id)
+            if job is not None:
+                self._starting[job.job_id] = asyncio.ensure_future(self._start(job))
         reason = f"waiting for a free runner ({limit} jobs run at once here)"
-        for job in waiting[room:]:
-            if job.pending_reason != reason:
-                self.store.update(job.job_id, pending_reason=reason)
-                if job.allocation_id:
+        for row in waiting[room:]:
+            if row.pending_reason != reason:
+                self.store.update(row.job_id, pending_reason=reason)
+                if row.allocation_id:
                     # Hold its slice while it waits (a reservation alone would expire).
-                    self._background(self._hold(job))
-        return {job.job_id: reason for job in waiting[room:]}
+                    self._background(self._hold(row.job_id, row.allocation_id))
+        return {row.job_id: reason for row in waiting[room:]}
 
-    async def _hold(self, job: JobRecord) -> None:
+    async def _hold(self, job_id: str, allocation_id: str) -> None:
         try:
-            await self.hub.commit(job.allocation_id)
+            await self.hub.commit(allocation_id)
         except Exception:
-            self.log.exception(
-                "could not hold slice %s of waiting job %s", job.allocation_id, job.job_id
-            )
+            self.log.exception("could not hold slice %s of waiting job %s", allocation_id, job_id)
 
     def _background(self, work) -> None:
         task = asyncio.ensure_future(work)

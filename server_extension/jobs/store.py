@@ -171,12 +171,13 @@ class Store:
             )
             return list(query)
 
-    def waiting(self) -> list[JobRecord]:
-        """Jobs recorded but not handed to the backend yet, oldest first."""
+    def waiting(self) -> list[Any]:
+        """Jobs recorded but not handed to the backend yet, oldest first: rows of
+        ``job_id, pending_reason, allocation_id`` only (asked on every submit, so no records)."""
         with self._sessions() as session:
-            query = session.query(JobRecord).filter(
-                JobRecord.status == Status.QUEUED.value, JobRecord.backend_ref.is_(None)
-            )
+            query = session.query(
+                JobRecord.job_id, JobRecord.pending_reason, JobRecord.allocation_id
+            ).filter(JobRecord.status == Status.QUEUED.value, JobRecord.backend_ref.is_(None))
             return list(query.order_by(JobRecord.create_time))
 
     def started(self) -> int:
