@@ -15,6 +15,9 @@ Run: ``python benchmarks/jobs.py --json``. The last line printed is one JSON obj
   sent at once from as many threads (one session each), request to 201 response (p99 by
   nearest rank); ``submit_errors`` counts the responses that were not 201. The jobs are then
   waited for (not counted) so they do not disturb what follows.
+- ``status_p50_ms``, ``status_p99_ms``: the same burst of GETs of jupyter_server's own
+  ``api/status`` (no work behind it) through the same proxy and login: the floor a submit
+  stands on here (a submit makes two more hops: to the jobs service, and from it to the hub).
 - ``ours_e2e_s``, ``jupyter_scheduler_e2e_s``: one job, submit until ``GET jobs/<id>`` (polled
   every 0.1 s) says COMPLETED; best of ``--rounds`` (3) after a warm-up job.
 - ``e2e_ratio``: ours / jupyter-scheduler (target <= 0.8).
@@ -179,6 +182,19 @@ class Ours:
         wait_all(self.status(sessions[0]), ids, JOB_TIMEOUT)
         return [s for r, s in results if r.status_code == 201], len(errors)
 
+    def status_burst(self, count: int) -> list[float]:
+        """``count`` GETs of jupyter_server's own ``api/status`` at once, through the same
+        proxy and login: what one hop costs here before any work of ours."""
+        sessions = [self.session() for _ in range(count)]
+        url = f"{self.user.hub.url}/user/{self.user.name}/api/status"
+
+        def get(i: int) -> float:
+            started = time.perf_counter()
+            sessions[i].get(url, timeout=60).raise_for_status()
+            return time.perf_counter() - started
+
+        return at_once(count, get)
+
     def e2e(self) -> float:
         session = self.session()
         started = time.perf_counter()
@@ -285,6 +301,19 @@ class Scheduler:
 
         return get
 
+    def status_burst(self, count: int) -> list[float]:
+        """``count`` GETs of jupyter_server's own ``api/status`` at once, through the same
+        proxy and login: what one hop costs here before any work of ours."""
+        sessions = [self.session() for _ in range(count)]
+        url = f"{self.user.hub.url}/user/{self.user.name}/api/status"
+
+        def get(i: int) -> float:
+            started = time.perf_counter()
+            sessions[i].get(url, timeout=60).raise_for_status()
+            return time.perf_counter() - started
+
+        return at_once(count, get)
+
     def e2e(self) -> float:
         session = self.session()
         started = time.perf_counter()
@@ -380,6 +409,8 @@ def main() -> int:
         with local_hub(tmp / "ours", log) as ours:
             latencies, errors = ours.submit_burst(args.submits)
             log(f"{len(latencies)} submits: p50 {statistics.median(latencies) * 1000:.0f} ms")
+            floor = ours.status_burst(args.submits)
+            log(f"{args.submits} api/status at once: p99 {nearest_rank(floor, 0.99) * 1000:.0f} ms")
             ours_e2e = best_e2e(ours, args.rounds, "ours", log)
             ours_concurrent = ours.concurrent(args.concurrent)
             log(f"ours {args.concurrent} at once: {ours_concurrent:.2f}s")
@@ -397,6 +428,8 @@ def main() -> int:
         "submit_errors": errors,
         "submit_p50_ms": round(statistics.median(latencies) * 1000, 1),
         "submit_p99_ms": round(nearest_rank(latencies, 0.99) * 1000, 1),
+        "status_p50_ms": round(statistics.median(floor) * 1000, 1),
+        "status_p99_ms": round(nearest_rank(floor, 0.99) * 1000, 1),
         "ours_e2e_s": round(ours_e2e, 3),
         "jupyter_scheduler_e2e_s": round(theirs_e2e, 3),
         "e2e_ratio": round(ours_e2e / theirs_e2e, 3),
