@@ -85,6 +85,7 @@ class AiConsoleHandler(APIHandler):
         if status:
             job["progress"] = {"cell": status.get("cell", 0), "cells": status.get("cells", 0)}
             job["failed_cell"] = status.get("failed_cell")
+            job["failed_cell_number"] = status.get("failed_cell_number")
         return job
 
     async def service(self, method: str, path: str, body: Any = None, query=None) -> Any:

@@ -188,6 +188,7 @@ class Job:
             "cell": 0,
             "cells": 0,
             "failed_cell": None,
+            "failed_cell_number": None,
             "error": None,
             "attempt": self._previous_attempt() + 1,
             "started": _now_ms(),
@@ -393,6 +394,7 @@ class Job:
         self.save_status(
             state="failed" if state == "unusable" else state,
             failed_cell=failed_cell,
+            failed_cell_number=None if failed_cell is None else self.current_number,
             error=None if error is None else {"ename": error[0], "evalue": error[1]},
             ended=_now_ms(),
         )

@@ -246,16 +246,14 @@ function JobDetail(props: IJobDetailProps): JSX.Element {
         <h2 className="jp-AIConsole-detailTitle">{job.name}</h2>
       </div>
 
-      {job.status === 'FAILED' && typeof job.failed_cell === 'number' ? (
+      {job.status === 'FAILED' && typeof job.failed_cell_number === 'number' ? (
         <div
           className="jp-AIConsole-failedCell"
           data-testid="ai-console-failed-cell"
           role="alert"
-          title={trans.__(
-            'Index of the cell in the notebook, counting from 0.'
-          )}
+          title={trans.__('Code cells counted from 1, as in the log.')}
         >
-          {trans.__('Failed in cell %1', job.failed_cell)}
+          {trans.__('Failed in cell %1', job.failed_cell_number)}
         </div>
       ) : null}
       {job.status_message ? (

@@ -49,8 +49,12 @@ export function notifyFinished(
     });
   }
   const message =
-    typeof job.failed_cell === 'number'
-      ? trans.__('Job "%1" failed in cell %2.', job.name, job.failed_cell)
+    typeof job.failed_cell_number === 'number'
+      ? trans.__(
+          'Job "%1" failed in cell %2.',
+          job.name,
+          job.failed_cell_number
+        )
       : trans.__('Job "%1" failed.', job.name);
   return Notification.error(message, { autoClose: false, actions });
 }

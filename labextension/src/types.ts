@@ -160,8 +160,10 @@ export interface IJob {
   pending_reason?: string | null;
   attempts?: number;
   progress?: { cell?: number; cells?: number } | null;
-  /** Index of the cell that raised. */
+  /** Index (from 0) of the cell that raised among the executed cells (output.ipynb: +1). */
   failed_cell?: number | null;
+  /** The same cell among the code cells that ran, from 1, as the log says. */
+  failed_cell_number?: number | null;
   gpu_slice?: IGpuSlice | null;
   /** format (ipynb, html, log) -> path relative to the root. */
   output_files?: { [format: string]: string };

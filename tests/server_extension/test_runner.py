@@ -137,6 +137,7 @@ def test_failing_cell_is_reported_and_marked(tmp_path: Path) -> None:
     state = status(job)
     assert state["state"] == "failed"
     assert state["failed_cell"] == 3, "index of the raising cell in the notebook's cells"
+    assert state["failed_cell_number"] == 3, "the third code cell, as the message says"
     assert state["error"]["ename"] == "ValueError"
     assert (state["cell"], state["cells"]) == (2, 4)
 
@@ -172,7 +173,7 @@ def test_timeout_stops_the_kernel(tmp_path: Path) -> None:
     assert time.monotonic() - began < 15
     state = status(job)
     assert state["state"] == "timeout"
-    assert state["failed_cell"] == 1
+    assert state["failed_cell"] == 1 and state["failed_cell_number"] == 2
     assert state["error"]["ename"] == "TimeoutError"
     nb = output(job)
     assert "timed out" in nb.cells[0].source
