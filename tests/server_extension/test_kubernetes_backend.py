@@ -213,3 +213,25 @@ async def test_a_readwriteonce_home_held_by_the_server_places_the_job_on_its_nod
     affinity = pod["spec"]["affinity"]["nodeAffinity"]
     terms = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
     assert terms["nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["node-2"]
+
+
+async def test_a_readwriteoncepod_home_in_use_refuses_the_job_and_says_why(cluster, backend):
+    """A ReadWriteOncePod claim held by the user's server cannot be mounted by a job anywhere:
+    the backend says so (the service answers 409 with it) instead of a Job stuck Pending."""
+    cluster.add_volume("claim-carol", access_mode="ReadWriteOncePod")
+    assert (await backend.storage("carol")).blocked is None  # nobody holds it yet
+    server = {
+        "metadata": {"name": "jupyter-carol"},
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [{"name": "notebook", "image": "scipy", "command": ["jupyterhub"]}],
+            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-carol"}}],
+        },
+    }
+    cluster.admin.create("pods", server, cluster.namespace)
+    deadline = time.monotonic() + 30
+    while (storage := await backend.storage("carol")).blocked is None:
+        assert time.monotonic() < deadline, "the server pod never ran"
+        await asyncio.sleep(0.3)
+    assert storage.node == "node-1" and not storage.shared
+    assert "jupyter-carol has it: stop your server" in storage.blocked

@@ -8,6 +8,7 @@ It holds the jobs service's own credentials (in-cluster, or KUBECONFIG), bound t
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -163,26 +164,43 @@ class KubernetesBackend(Backend):
         )
         if "ReadWriteMany" in modes or not modes & {"ReadWriteOnce", "ReadWriteOncePod"}:
             return Storage()
-        pods = await core.list_namespaced_pod(self.namespace, field_selector="status.phase=Running")
-        holders = [
-            p
-            for p in pods.items
-            if p.spec.node_name
-            and any(
-                v.persistent_volume_claim and v.persistent_volume_claim.claim_name == claim
-                for v in p.spec.volumes or []
-            )
-        ]
+        holders = await self._claim_holders(claim)
         if not holders:
             return Storage(shared=False)
+        name, node = holders[0]
         if "ReadWriteOncePod" in modes:
             return Storage(
                 shared=False,
-                node=holders[0].spec.node_name,
+                node=node,
                 blocked=f"your storage ({claim}) can be mounted by one pod at a time and "
-                f"{holders[0].metadata.name} has it: stop your server, then run the job",
+                f"{name} has it: stop your server, then run the job",
             )
-        return Storage(shared=False, node=holders[0].spec.node_name)
+        return Storage(shared=False, node=node)
+
+    async def _claim_holders(self, claim: str) -> list[tuple[str, str]]:
+        """(pod, node) of the running pods that mount ``claim``.
+
+        Asked on every submit and dialog: the list is served from the API server's cache
+        (resourceVersion 0) and read as plain JSON, since building client models for every
+        pod of a busy namespace costs far more than the answer is worth.
+        """
+        core = await self._core()
+        response = await core.list_namespaced_pod(
+            self.namespace,
+            field_selector="status.phase=Running",
+            resource_version="0",
+            _preload_content=False,
+        )
+        pods = json.loads(await response.read())
+        return [
+            (pod["metadata"]["name"], pod["spec"]["nodeName"])
+            for pod in pods.get("items") or []
+            if pod["spec"].get("nodeName")
+            and any(
+                (volume.get("persistentVolumeClaim") or {}).get("claimName") == claim
+                for volume in pod["spec"].get("volumes") or []
+            )
+        ]
 
     async def status_of(self, job: JobRecord) -> Observation:
         found = await self._read(job)
