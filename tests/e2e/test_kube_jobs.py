@@ -21,6 +21,7 @@ import pytest
 import requests
 
 from hub_config.up import free_port
+from server_extension.jobs.manager import FINAL_LOG_BYTES
 from server_extension.jobs.uploads import UploadKeys
 from spawner.manager import MPS_LABEL
 from tests.control_plane.behavior import PodBehavior
@@ -141,12 +142,16 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
     student.home = home  # the claim the server and the Job's pod both mount
     student.start_server()
 
-    student.write("train.ipynb", notebook("print('trained', epochs)", parameters="epochs = 1"))
+    # Over a MiB of output first: the service keeps only the end of the log (FINAL_LOG_BYTES).
+    filler = "print(('filler line of a chatty training loop ' * 3 + chr(10)) * 12000)"
+    student.write(
+        "train.ipynb", notebook(filler, "print('trained', epochs)", parameters="epochs = 1")
+    )
     made = student.submit("train.ipynb", parameters={"epochs": 5})
     assert made.status_code == 201, made.text
     done = student.wait(made.json()["job_id"], timeout=120)
     assert done["status"] == "COMPLETED", (done, jobs.log.read_text()[-3000:])
-    assert "trained 5" in student.call("GET", f"jobs/{done['job_id']}/log").text
+    assert "trained 5" in student.call("GET", f"jobs/{done['job_id']}/log").text[-200:]
     [job] = [
         j
         for j in kube.list("jobs")
@@ -173,7 +178,11 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
     assert HubClient(hub.url).login("teacher", PASSWORD).status_code == 302
     teacher = Service(hub, "teacher")  # type: ignore[arg-type]
     log = teacher.call("GET", f"jobs/{done['job_id']}/log")
-    assert log.status_code == 200 and "trained 5" in log.text, log.text
+    assert log.status_code == 200 and "trained 5" in log.text, log.text[-2000:]
+    assert FINAL_LOG_BYTES - 4 <= len(log.content) <= FINAL_LOG_BYTES, "the end, bounded"
+    assert "job started" not in log.text  # its start is in the student's own job.log only
+    own_log = student.call("GET", f"jobs/{done['job_id']}/log").text
+    assert own_log.startswith("=== job started") and len(own_log) > FINAL_LOG_BYTES
     # ... and the executed notebook, which its runner sent to the service before it exited.
     output = teacher.call("GET", f"jobs/{done['job_id']}/output")
     assert output.status_code == 200, output.text
