@@ -38,11 +38,13 @@ COURSE_ADMIN_ROLE_PREFIX = "course-admin-"
 JOBS_SERVICE_ROLE = "ai-console-jobs-service"
 
 #: Scopes a course admin holds over the users of their project (filtered per project).
+#: Not ``access:servers`` (opening a member's server runs code as that member) and not
+#: ``groups`` (adding someone to the project's group would put them under these scopes):
+#: membership comes from the admin's YAML or the authenticator, never from a course admin.
 COURSE_ADMIN_SCOPES = (
     "admin:servers",
     "read:users",
     "list:users",
-    "access:servers",
     SCOPE_JOBS_ADMIN,
     SCOPE_GPU_MAP,
 )
@@ -88,9 +90,7 @@ def jupyterhub_groups(config: AiConsoleConfig) -> dict[str, dict[str, Any]]:
 def course_admin_role(project: Project) -> dict[str, Any]:
     """The ``course-admin-<slug>`` role: a project's admins over its members only."""
     scopes = [f"{scope}!group={project.group}" for scope in COURSE_ADMIN_SCOPES]
-    # Managing group membership is limited to the project's own group: the member groups
-    # usually belong to the authenticator, which would undo any change at the next login.
-    scopes.append(f"groups!group={project.group}")
+    scopes.append(f"read:groups!group={project.group}")
     # The admin page lists only the users the filtered scopes above let them read.
     scopes.append("admin-ui")
     for group in sorted(project.member_groups):
