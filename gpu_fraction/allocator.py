@@ -17,7 +17,6 @@ grouped by their free state (total, free memory, free compute), and a request sc
 from __future__ import annotations
 
 import heapq
-import itertools
 import secrets
 import threading
 import time
@@ -128,8 +127,6 @@ class Allocator:
         self._node_used: dict[str, list[int]] = {}
         self._records: dict[str, _Record] = {}
         self._expiry: list[tuple[float, str]] = []
-        self._id_prefix = secrets.token_hex(4)
-        self._ids = itertools.count(1)
         self.add_gpus(gpus)
 
     @classmethod
@@ -199,7 +196,8 @@ class Allocator:
             if chosen is None:
                 raise AllocationRefused(refusal_reason(self, pool, request))
             self._mix.record(request.size_key)
-            allocation_id = f"{self._id_prefix}-{next(self._ids)}"
+            # Unguessable: whoever may release "an allocation" must first be shown its id.
+            allocation_id = secrets.token_hex(10)
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             allocation = self._take(pool, chosen, request, owner, allocation_id)
             self._records[allocation_id] = _Record(allocation, False, deadline)
@@ -217,6 +215,20 @@ class Allocator:
             record.committed = True
             record.deadline = None
             return record.allocation
+
+    def renew(self, allocation_id: str, ttl: float | None = None) -> bool:
+        """Give a reservation its full time-to-live again (its pod is about to be created);
+        False when it is not held any more. A committed slice has no deadline to renew."""
+        with self._lock:
+            now = self._clock()
+            self._expire_locked(now)
+            record = self._records.get(allocation_id)
+            if record is None:
+                return False
+            if not record.committed:
+                record.deadline = now + (self.reservation_ttl if ttl is None else ttl)
+                heapq.heappush(self._expiry, (record.deadline, allocation_id))
+            return True
 
     def release(self, allocation_id: str) -> bool:
         """Give a slice back. Idempotent: returns False if it was not held (any more)."""

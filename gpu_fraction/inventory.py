@@ -18,6 +18,7 @@ import re
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pynvml
 
@@ -48,6 +49,8 @@ class Inventory:
     simulated: bool = False
     source: str = SOURCE_SIMULATED
     error: str | None = None
+    #: Nodes left out because what they say about their GPUs does not add up, each with why.
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -146,6 +149,7 @@ def from_nodes(
     *,
     type_overrides: dict[str, str] | None = None,
     require_sharing_label: bool = True,
+    skip_bad_nodes: bool = False,
 ) -> Inventory:
     """Build the inventory from Kubernetes Node objects given as raw JSON dicts.
 
@@ -157,6 +161,11 @@ def from_nodes(
 
     The GPU type is the node's ``ai-console/gpu-type`` label, else ``type_overrides[product]``
     (the product as NVML or as the GFD label spells it), else :func:`gpu_type_from_product`.
+
+    A node whose labels, annotation or capacity do not add up raises :class:`InventoryError`
+    naming it; with ``skip_bad_nodes`` it is left out instead and listed in
+    ``Inventory.skipped`` (as is a node repeating another's GPU UUIDs), so one broken node
+    does not stop the rest of the cluster.
     """
     if isinstance(nodes, (str, bytes, Mapping)) or not isinstance(nodes, Sequence):
         raise InventoryError(
@@ -165,29 +174,67 @@ def from_nodes(
     overrides = _check_overrides(type_overrides)
     gpus: list[GPU] = []
     capacities: dict[str, NodeCapacity] = {}
+    skipped: list[tuple[str, str]] = []
+    uuids: set[str] = set()
     for position, node in enumerate(nodes):
-        if not isinstance(node, Mapping):
-            raise InventoryError(f"nodes[{position}]", f"expected a Node object, got {node!r}")
-        metadata = _mapping(node.get("metadata"), f"nodes[{position}].metadata")
-        name = metadata.get("name")
-        if not isinstance(name, str) or not name:
-            raise InventoryError(
-                f"nodes[{position}].metadata.name", f"a Node needs a name, got {name!r}"
-            )
-        labels = _string_map(metadata.get("labels"), name, "metadata.labels")
-        annotations = _string_map(metadata.get("annotations"), name, "metadata.annotations")
-        if require_sharing_label and labels.get(keys.LABEL_SHARING, "").lower() != "true":
+        try:
+            read = _read_node(position, node, overrides, require_sharing_label)
+            if read is None:
+                continue
+            name, capacity, node_gpus = read
+            if name in capacities:
+                raise InventoryError(
+                    f"nodes[{position}].metadata.name", f"node {name!r} is listed twice"
+                )
+            repeated = sorted({g.uuid for g in node_gpus} & uuids)
+            if repeated:
+                raise InventoryError(
+                    keys.ANN_NODE_GPUS,
+                    f"node {name!r} lists GPU {repeated[0]}, which another node has already",
+                )
+        except InventoryError as err:
+            if not skip_bad_nodes:
+                raise
+            skipped.append((_node_name(node, position), str(err)))
             continue
-        node_gpus = _node_gpus(name, labels, annotations, overrides)
-        if not node_gpus:
-            continue
-        if name in capacities:
-            raise InventoryError(
-                f"nodes[{position}].metadata.name", f"node {name!r} is listed twice"
-            )
-        capacities[name] = _node_capacity(name, node, labels)
+        capacities[name] = capacity
         gpus.extend(node_gpus)
-    return Inventory(gpus=tuple(gpus), nodes=capacities, simulated=False, source=SOURCE_KUBERNETES)
+        uuids.update(g.uuid for g in node_gpus)
+    return Inventory(
+        gpus=tuple(gpus),
+        nodes=capacities,
+        simulated=False,
+        source=SOURCE_KUBERNETES,
+        skipped=tuple(skipped),
+    )
+
+
+def _read_node(
+    position: int, node: Any, overrides: dict[str, str], require_sharing_label: bool
+) -> tuple[str, NodeCapacity, list[GPU]] | None:
+    """One node's name, capacity and GPUs; None for a node the allocator does not manage."""
+    if not isinstance(node, Mapping):
+        raise InventoryError(f"nodes[{position}]", f"expected a Node object, got {node!r}")
+    metadata = _mapping(node.get("metadata"), f"nodes[{position}].metadata")
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        raise InventoryError(
+            f"nodes[{position}].metadata.name", f"a Node needs a name, got {name!r}"
+        )
+    labels = _string_map(metadata.get("labels"), name, "metadata.labels")
+    annotations = _string_map(metadata.get("annotations"), name, "metadata.annotations")
+    if require_sharing_label and labels.get(keys.LABEL_SHARING, "").lower() != "true":
+        return None
+    node_gpus = _node_gpus(name, labels, annotations, overrides)
+    if not node_gpus:
+        return None
+    return name, _node_capacity(name, node, labels), list(node_gpus)
+
+
+def _node_name(node: Any, position: int) -> str:
+    metadata = node.get("metadata") if isinstance(node, Mapping) else None
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return name if isinstance(name, str) and name else f"nodes[{position}]"
 
 
 def _check_overrides(type_overrides: dict[str, str] | None) -> dict[str, str]:

@@ -28,6 +28,15 @@ STANDARD_SIZES: tuple[Fraction, ...] = (
 
 OwnerKind = Literal["notebook", "job"]
 OWNER_KINDS: tuple[str, ...] = ("notebook", "job")
+# Bounds on what a request may say: far above any real node, far below what breaks arithmetic
+# or the annotations (a cpu_millis of 10**30 is a mistake or an attack, not a request).
+MAX_CPU_MILLIS = 1_000_000  # 1,000 cores
+MAX_HOST_MEMORY_MIB = 1 << 26  # 64 TiB
+MAX_GPU_MEMORY_MIB = 1 << 21  # 2 TiB
+MAX_NODE_NAME = 253  # a Kubernetes node name
+MAX_USER = 255  # JupyterHub's user name column
+MAX_PROJECT = 63  # a project slug is a DNS label
+MAX_NAME = 253
 
 
 def parse_fraction(value: object, field_name: str = "fraction") -> Fraction:
@@ -147,6 +156,12 @@ class Owner:
             )
         if not isinstance(self.user, str) or not self.user:
             raise InvalidRequestError("owner.user", "a slice needs the name of its user")
+        for name, limit in (("user", MAX_USER), ("project", MAX_PROJECT), ("name", MAX_NAME)):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > limit:
+                raise InvalidRequestError(
+                    f"owner.{name}", f"must be text of at most {limit} characters, got {value!r}"
+                )
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +197,7 @@ class SliceRequest:
         object.__setattr__(self, "size_key", (fraction.numerator, fraction.denominator))
         check_gpu_type(self.gpu_type)
         if self.memory_mib is not None:
-            _check_int(self.memory_mib, "memory_mib", minimum=1)
+            _check_int(self.memory_mib, "memory_mib", minimum=1, maximum=MAX_GPU_MEMORY_MIB)
             if self.is_whole:
                 raise InvalidRequestError(
                     "memory_mib", "whole-GPU requests get all of each GPU's memory; leave it unset"
@@ -196,12 +211,14 @@ class SliceRequest:
                     f"guaranteed compute {self.compute_min}% is above the burst maximum "
                     f"{self.compute_max}%",
                 )
-        _check_int(self.cpu_millis, "cpu_millis", minimum=0)
-        _check_int(self.host_memory_mib, "host_memory_mib", minimum=0)
+        _check_int(self.cpu_millis, "cpu_millis", minimum=0, maximum=MAX_CPU_MILLIS)
+        _check_int(self.host_memory_mib, "host_memory_mib", minimum=0, maximum=MAX_HOST_MEMORY_MIB)
         for name in ("node", "zone"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value):
-                raise InvalidRequestError(name, f"must be a non-empty name, got {value!r}")
+            if value is not None and (
+                not isinstance(value, str) or not value or len(value) > MAX_NODE_NAME
+            ):
+                raise InvalidRequestError(name, f"must be a name (1-253 characters), got {value!r}")
         if self.is_whole:
             compute = 100
         elif self.compute_min is not None:

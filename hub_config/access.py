@@ -18,6 +18,7 @@ import copy
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
+from html import escape
 from typing import Any
 
 from .model import AiConsoleConfig, Flavor, Image, Profile, Project
@@ -95,7 +96,9 @@ def projects_for_profile(
 
 
 def kubespawner_profile_list(
-    profiles: Iterable[Profile], capacity: Mapping[str, Mapping[Fraction, int]] | None = None
+    profiles: Iterable[Profile],
+    capacity: Mapping[str, Mapping[Fraction, int]] | None = None,
+    html: bool = False,
 ) -> list[dict[str, Any]]:
     """KubeSpawner ``profile_list`` entries for these profiles.
 
@@ -104,6 +107,10 @@ def kubespawner_profile_list(
     data sits under ``ai_console`` (KubeSpawner ignores unknown keys), so the spawner can find
     the slice without parsing text. Every entry is a fresh deep copy: KubeSpawner merges into
     override dicts.
+
+    ``html``: escape the texts shown to users (names, descriptions, option labels), for
+    KubeSpawner's spawn form, whose template does not escape them: a YAML display name is text,
+    never markup.
     """
     entries = []
     for profile in profiles:
@@ -124,18 +131,38 @@ def kubespawner_profile_list(
             ours["free_now"] = free
             note = f"{free} free now" if free else "none free now"
             description = f"{description} · {note}" if description else note
+        options = copy.deepcopy(profile.profile_options)
         entries.append(
             {
-                "display_name": profile.display_name,
+                "display_name": escape(profile.display_name) if html else profile.display_name,
                 "slug": profile.slug,
-                "description": description,
+                "description": escape(description) if html and description else description,
                 "default": profile.default,
                 "kubespawner_override": override,
-                "profile_options": copy.deepcopy(profile.profile_options),
+                "profile_options": _escaped_options(options) if html else options,
                 "ai_console": ours,
             }
         )
     return entries
+
+
+#: Texts of profile_options (KubeSpawner's shape) that its form shows.
+_OPTION_TEXTS = ("display_name", "display_name_in_choices", "validation_message")
+
+
+def _escaped_options(options: dict[str, Any]) -> dict[str, Any]:
+    """``profile_options`` with every text KubeSpawner's form shows escaped, in place."""
+    for option in options.values():
+        if not isinstance(option, dict):
+            continue
+        parts = [option, option.get("unlisted_choice")]
+        parts += list((option.get("choices") or {}).values())
+        for part in parts:
+            if isinstance(part, dict):
+                for key in _OPTION_TEXTS:
+                    if isinstance(part.get(key), str):
+                        part[key] = escape(part[key])
+    return options
 
 
 def check_spawn(

@@ -40,13 +40,14 @@ def _groups_of(spawner: Any) -> list[str]:
     return [group.name for group in spawner.user.groups]
 
 
-def make_profile_list(config: AiConsoleConfig):
-    """The spawner's profile_list: this user's profiles, with how many slices are free now."""
+def make_profile_list(config: AiConsoleConfig, html: bool = False):
+    """The spawner's profile_list: this user's profiles, with how many slices are free now.
+    ``html``: texts escaped for KubeSpawner's form (the local form escapes them itself)."""
 
     async def profile_list(spawner: Any) -> list[dict]:
         profiles = profiles_for(config, spawner.user.name, _groups_of(spawner))
         capacity = await GPUSliceManager.instance(config=spawner.config).capacity()
-        return kubespawner_profile_list(profiles, capacity)
+        return kubespawner_profile_list(profiles, capacity, html=html)
 
     return profile_list
 
@@ -101,17 +102,21 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
         sys.exit(str(err))
 
     c.GPUSliceManager.policy = config.settings.allocator_policy
-    profile_list = make_profile_list(config)
+    c.GPUSliceManager.project_quotas = {
+        slug: str(project.gpu_quota)
+        for slug, project in config.projects.items()
+        if project.gpu_quota is not None
+    }
     slice_policy = make_slice_policy(config)
     if mode == "local":
         _configure_local(c, config)
-        c.LocalGPUSpawner.profile_list = profile_list
+        c.LocalGPUSpawner.profile_list = make_profile_list(config)
         c.LocalGPUSpawner.slice_policy = slice_policy
         jobs_service = _local_jobs_service(c)
     else:
         c.JupyterHub.spawner_class = "ai-console"
         c.GPUSliceManager.inventory_source = "kubernetes"
-        c.KubeSpawner.profile_list = profile_list
+        c.KubeSpawner.profile_list = make_profile_list(config, html=True)
         c.FractionalGPUKubeSpawner.slice_policy = slice_policy
         jobs_service = _external_jobs_service(c)
 

@@ -150,7 +150,7 @@ class JobAdmissionHandler(JobsHubHandler):
                 # The job must run where its user's storage is attached.
                 wanted = dataclasses.replace(wanted, node=node)
             try:
-                held = await manager.reserve(wanted, owner)
+                held = await manager.reserve(wanted, owner, created_by=self.caller)
             except AllocationRefused as err:
                 self.write_json(409, {"message": err.reason, "field": "gpu_type"})
                 return

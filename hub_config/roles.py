@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from spawner.allocation_api import SCOPE_ALLOCATIONS, SCOPE_CAPACITY, SCOPE_GPU_MAP
+
 from .model import AiConsoleConfig, Project
 
 JOBS_SERVICE = "ai-console-jobs"
 
 SCOPE_JOBS = "custom:ai-console:jobs"
 SCOPE_JOBS_ADMIN = "custom:ai-console:jobs-admin"
-SCOPE_ALLOCATIONS = "custom:ai-console:allocations"
-SCOPE_GPU_MAP = "custom:ai-console:gpu-map"
 
 PLATFORM_ADMIN_ROLE = "ai-console-platform-admin"
 COURSE_ADMIN_ROLE_PREFIX = "course-admin-"
@@ -67,7 +67,11 @@ def custom_scopes() -> dict[str, dict[str, Any]]:
             "(for the jobs service).",
         },
         SCOPE_GPU_MAP: {
-            "description": "See the live map of GPUs and the slices placed on them.",
+            "description": "See the live map of GPUs and the slices placed on them "
+            "(limit with !group= or !user= to those users' slices).",
+        },
+        SCOPE_CAPACITY: {
+            "description": "See how many GPU slices of each size are free now.",
         },
     }
 
@@ -111,7 +115,7 @@ def user_role(jobs_service_name: str | None = JOBS_SERVICE) -> dict[str, Any]:
     Overriding the role makes JupyterHub ignore ``c.JupyterHub.extra_user_scopes``; add any
     extra user scopes here instead. ``jobs_service_name=None``: no jobs service is defined.
     """
-    scopes = ["self", f"{SCOPE_JOBS}!user"]
+    scopes = ["self", f"{SCOPE_JOBS}!user", SCOPE_CAPACITY]
     if jobs_service_name:
         scopes.insert(1, f"access:services!service={jobs_service_name}")
     return {

@@ -5,14 +5,22 @@ back to notebooks. Mounted under the hub's API (``/hub/api/ai-console/...``) thr
 ``c.JupyterHub.extra_handlers``; every request is authenticated by JupyterHub and authorised by
 a custom scope (the hub itself does not check custom scopes, so each handler does).
 
-- ``GET    /api/ai-console/capacity``                  any logged-in user: free slices per size
+- ``GET    /api/ai-console/capacity``                  scope custom:ai-console:capacity (every
+  user has it): free slices per size
 - ``GET    /api/ai-console/allocations``               scope custom:ai-console:gpu-map (or
-  custom:ai-console:allocations): every slice, per GPU
-- ``POST   /api/ai-console/allocations``               scope custom:ai-console:allocations:
-  reserve; body: request fields and ``owner``; 201, 400 (names the field), 409 (refused)
+  custom:ai-console:allocations): every slice, per GPU; with gpu-map filtered (course admins:
+  ``!group=project-<slug>``), every GPU but only the slices of the users it covers
+- ``POST   /api/ai-console/allocations``               scope custom:ai-console:allocations and
+  a JupyterHub admin: reserve; body: request fields and ``owner``; 201, 400 (names the field),
+  409 (refused, the project's quota included). Services reserve through job admissions,
+  which check the user's projects and quota first.
 - ``POST   /api/ai-console/allocations/{id}/commit``   scope custom:ai-console:allocations
 - ``DELETE /api/ai-console/allocations/{id}``          scope custom:ai-console:allocations;
   idempotent
+
+Commit and release: an admin may touch any slice; any other caller (the jobs service) only job
+slices it reserved itself (or, after a hub restart, job slices rebuilt from their pods), and
+any other id is refused with 404. Ids are random, not counted.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from jupyterhub import orm
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.scopes import has_scope
 from tornado import web
@@ -32,6 +41,7 @@ from .manager import GPUSliceManager
 
 SCOPE_ALLOCATIONS = "custom:ai-console:allocations"
 SCOPE_GPU_MAP = "custom:ai-console:gpu-map"
+SCOPE_CAPACITY = "custom:ai-console:capacity"
 REQUEST_FIELDS = (
     "gpu_type",
     "fraction",
@@ -87,6 +97,29 @@ class SliceAPIHandler(APIHandler):
         if not any(has_scope(s, self.parsed_scopes, db=self.db) for s in scopes):
             raise web.HTTPError(403, f"Action requires one of the scopes: {', '.join(scopes)}")
 
+    @property
+    def caller(self) -> str:
+        """Who calls, as recorded with the slices they reserve: ``service:<name>`` or
+        ``user:<name>``."""
+        if isinstance(self.current_user, orm.Service):
+            return f"service:{self.current_user.name}"
+        return f"user:{self.current_user.name}"
+
+    @property
+    def caller_is_admin(self) -> bool:
+        """A JupyterHub admin user (services never are, here: they act for others)."""
+        return not isinstance(self.current_user, orm.Service) and bool(self.current_user.admin)
+
+    def touchable(self, allocation_id: str) -> Allocation | None:
+        """The allocation, if this caller may commit or release it."""
+        allocation = self.slice_manager.allocator.get(allocation_id)
+        if allocation is None or self.caller_is_admin:
+            return allocation
+        creator = self.slice_manager.created_by(allocation_id)
+        if allocation.owner.kind == "job" and creator in (None, self.caller):
+            return allocation
+        return None
+
     def write_json(self, status: int, body: Any) -> None:
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
@@ -104,8 +137,7 @@ class SliceAPIHandler(APIHandler):
 
 class CapacityHandler(SliceAPIHandler):
     async def get(self) -> None:
-        if self.current_user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
+        self.require_scope(SCOPE_CAPACITY, SCOPE_ALLOCATIONS)
         capacity = await self.slice_manager.capacity()
         inventory = self.slice_manager.inventory
         self.write_json(
@@ -122,11 +154,23 @@ class CapacityHandler(SliceAPIHandler):
 
 class AllocationsHandler(SliceAPIHandler):
     async def get(self) -> None:
-        self.require_scope(SCOPE_GPU_MAP, SCOPE_ALLOCATIONS)
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        everyone = any(
+            has_scope(s, self.parsed_scopes, db=self.db) for s in (SCOPE_GPU_MAP, SCOPE_ALLOCATIONS)
+        )
+        if not everyone and SCOPE_GPU_MAP not in self.parsed_scopes:  # not even filtered
+            raise web.HTTPError(403, f"Action requires the scope {SCOPE_GPU_MAP}")
         allocator = await self.slice_manager.ready()
         gpus = []
         for row in allocator.usage():
             gpu = row["gpu"]
+            shown = [
+                a
+                for a in row["allocations"]
+                if everyone
+                or has_scope(f"{SCOPE_GPU_MAP}!user={a.owner.user}", self.parsed_scopes, db=self.db)
+            ]
             gpus.append(
                 {
                     "node": gpu.node,
@@ -139,8 +183,7 @@ class AllocationsHandler(SliceAPIHandler):
                     "free_memory_mib": row["free_memory_mib"],
                     "free_compute": row["free_compute"],
                     "allocations": [
-                        {**allocation_model(a), "committed": row["committed"][a.id]}
-                        for a in row["allocations"]
+                        {**allocation_model(a), "committed": row["committed"][a.id]} for a in shown
                     ],
                 }
             )
@@ -148,6 +191,12 @@ class AllocationsHandler(SliceAPIHandler):
 
     async def post(self) -> None:
         self.require_scope(SCOPE_ALLOCATIONS)
+        if not self.caller_is_admin:
+            raise web.HTTPError(
+                403,
+                "Only admins reserve slices directly; jobs are admitted through "
+                "/api/ai-console/job-admissions, which checks the user's projects and quota.",
+            )
         body = self.json_body()
         unknown = sorted(set(body) - set(REQUEST_FIELDS) - {"owner"})
         if unknown:
@@ -171,7 +220,7 @@ class AllocationsHandler(SliceAPIHandler):
         except TypeError as err:
             raise web.HTTPError(400, f"gpu_type is required ({err})") from None
         try:
-            allocation = await self.slice_manager.reserve(request, owner)
+            allocation = await self.slice_manager.reserve(request, owner, created_by=self.caller)
         except AllocationRefused as err:
             self.write_json(409, {"status": 409, "message": err.reason})
             return
@@ -184,6 +233,11 @@ class AllocationHandler(SliceAPIHandler):
     async def delete(self, allocation_id: str) -> None:
         self.require_scope(SCOPE_ALLOCATIONS)
         await self.slice_manager.ready()
+        if self.slice_manager.allocator.get(allocation_id) is None:
+            self.write_json(200, {"id": allocation_id, "released": False})  # idempotent
+            return
+        if self.touchable(allocation_id) is None:
+            raise web.HTTPError(404, f"no allocation {allocation_id}")
         released = self.slice_manager.release(allocation_id)
         self.write_json(200, {"id": allocation_id, "released": released})
 
@@ -192,6 +246,8 @@ class CommitHandler(SliceAPIHandler):
     async def post(self, allocation_id: str) -> None:
         self.require_scope(SCOPE_ALLOCATIONS)
         await self.slice_manager.ready()
+        if self.touchable(allocation_id) is None:
+            raise web.HTTPError(404, f"no allocation {allocation_id}")
         try:
             allocation = self.slice_manager.commit(allocation_id)
         except UnknownAllocationError as err:

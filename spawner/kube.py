@@ -7,6 +7,7 @@ from typing import Any
 from kubespawner import KubeSpawner
 from traitlets import Bool, Unicode
 
+from .log_redaction import install as install_redaction
 from .pod_patch import SliceSettings, apply_slice
 from .slices import GPUSliceMixin, SliceRefused
 
@@ -36,6 +37,11 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
     _chosen_profile: dict | None = None
     _starting: bool = False
     _options_loaded: bool = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # KubeSpawner logs a refused pod whole, its hub token included.
+        install_redaction(self.log)
 
     async def load_user_options(self) -> None:
         # _start loads the options early (to reserve before the pod work) and KubeSpawner's own
@@ -88,6 +94,8 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
             self._starting = False
 
     async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
+        # The pod work since the reservation (volumes, retries) may have outlasted it.
+        self.renew_slice()
         created = await super()._make_create_pod_request(pod, request_timeout)
         if created:
             self.commit_slice()  # the pod exists: the ledger holds the slice from now on

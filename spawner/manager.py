@@ -89,6 +89,16 @@ class GPUSliceManager(SingletonConfigurable):
         that caps PyTorch and TensorFlow memory to the slice. The hub creates or updates it at
         start; pods with a fractional slice mount it. Empty: no hook, only environment caps.""",
     )
+    project_quotas = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        config=True,
+        help="""GPU quota per project slug, as a sum of slice sizes ("2", "1/2"), checked at
+        every reservation together with the slices the project holds, in one step with the
+        placement, so two spawns or jobs at once cannot both pass a check and together
+        exceed it. The hub configuration fills it from the admin's YAML. A project not
+        listed has no quota. Example: c.GPUSliceManager.project_quotas = {"cs101": "2"}""",
+    )
     mps_pipe_directory = Unicode(
         "/tmp/nvidia-mps",
         config=True,
@@ -146,6 +156,8 @@ class GPUSliceManager(SingletonConfigurable):
         self._committed_at: dict[str, float] = {}
         #: allocation id -> when a live pod last held it (job slices)
         self._seen_alive: dict[str, float] = {}
+        #: allocation id -> who reserved it through the hub's API (kept while this hub runs)
+        self._created_by: dict[str, str] = {}
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -227,11 +239,15 @@ class GPUSliceManager(SingletonConfigurable):
             for n in nodes
             if (n["metadata"].get("labels") or {}).get(MPS_LABEL) == "true"
         )
-        return from_nodes(
+        inventory = from_nodes(
             nodes,
             type_overrides=dict(self.gpu_type_overrides) or None,
             require_sharing_label=self.require_sharing_label,
+            skip_bad_nodes=True,  # one broken node must not stop every spawn
         )
+        for name, why in inventory.skipped:
+            self.log.error("node %s is left out of the GPU inventory: %s", name, why)
+        return inventory
 
     async def _ensure_startup_configmap(self) -> None:
         """Create or update the ConfigMap pods mount the start-up hook from."""
@@ -307,6 +323,9 @@ class GPUSliceManager(SingletonConfigurable):
                     allocation.owner.user,
                 )
                 released.append(allocation)
+        held = {allocation.id for allocation in self.allocator.allocations()}
+        for gone in set(self._created_by) - held:  # reservations that expired unused
+            del self._created_by[gone]
         return released
 
     def close(self) -> None:
@@ -316,9 +335,50 @@ class GPUSliceManager(SingletonConfigurable):
 
     # --- what spawners and the allocation API call -------------------------------------------
 
-    async def reserve(self, request: SliceRequest, owner: Owner) -> Allocation:
+    async def reserve(
+        self, request: SliceRequest, owner: Owner, created_by: str | None = None
+    ) -> Allocation:
+        """Reserve a slice for ``owner`` within its project's quota. ``created_by``: the API
+        caller that asks (a service), who alone may then commit and release it."""
         allocator = await self.ready()
-        return allocator.reserve(request, owner)
+        # No await from here on: the quota check and the placement are one step.
+        self._check_quota(owner.project, request.fraction)
+        allocation = allocator.reserve(request, owner)
+        if created_by is not None:
+            self._created_by[allocation.id] = created_by
+        return allocation
+
+    def renew(self, allocation: Allocation) -> Allocation:
+        """Hold ``allocation`` again right before its pod or process is created: renew the
+        reservation, or, if it expired meanwhile (a slow volume, an API server retrying),
+        take the same slice back while it is still free, so the pod is created with a slice the
+        ledger holds. Raises :class:`AllocationRefused` when that slice is gone."""
+        if self.allocator.renew(allocation.id):
+            return allocation
+        self.log.warning("GPU slice %s expired before its pod was created", allocation.id)
+        try:
+            return self.allocator.adopt(allocation, committed=False)
+        except AllocationRefused as err:
+            raise AllocationRefused(
+                "the GPU slice reserved for this start expired before the pod could be "
+                f"created and is no longer free ({err.reason}); start again"
+            ) from None
+
+    def created_by(self, allocation_id: str) -> str | None:
+        """Who reserved the allocation through the API (None: the hub itself, or not known
+        since a restart)."""
+        return self._created_by.get(allocation_id)
+
+    def _check_quota(self, project: str, need: Fraction) -> None:
+        quota_text = self.project_quotas.get(project) if project else None
+        if quota_text is None:
+            return
+        quota, used = Fraction(quota_text), self.in_use_by_project(project)
+        if used + need > quota:
+            raise AllocationRefused(
+                f"project {project} holds {_gpus(used)} of its {_gpus(quota)} GPU quota; "
+                f"{_gpus(need)} more would exceed it"
+            )
 
     def commit(self, allocation_id: str) -> Allocation:
         allocation = self.allocator.commit(allocation_id)
@@ -326,6 +386,7 @@ class GPUSliceManager(SingletonConfigurable):
         return allocation
 
     def release(self, allocation_id: str) -> bool:
+        self._created_by.pop(allocation_id, None)
         self._committed_at.pop(allocation_id, None)
         self._seen_alive.pop(allocation_id, None)
         if self._allocator is None:
@@ -367,3 +428,7 @@ class GPUSliceManager(SingletonConfigurable):
     async def capacity(self) -> dict[str, dict[Fraction, int]]:
         allocator = await self.ready()
         return allocator.capacity()
+
+
+def _gpus(amount: Fraction) -> str:
+    return str(amount.numerator) if amount.denominator == 1 else str(amount)

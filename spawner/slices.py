@@ -134,6 +134,16 @@ class GPUSliceMixin(Configurable):
         allocation = self._allocation
         return allocation is not None and self.slice_manager.allocator.is_committed(allocation.id)
 
+    def renew_slice(self) -> None:
+        """Hold the reserved slice afresh right before the pod or process is created."""
+        if self._allocation is None:
+            return
+        try:
+            self._allocation = self.slice_manager.renew(self._allocation)
+        except AllocationRefused as err:
+            self._allocation = None
+            raise SliceRefused(err.reason, 409) from None
+
     def commit_slice(self) -> None:
         if self._allocation is not None:
             self.slice_manager.commit(self._allocation.id)

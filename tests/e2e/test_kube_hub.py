@@ -201,3 +201,45 @@ def test_hub_killed_mid_spawn_rebuilds_the_ledger_from_pods(kube_hub: KubeHub):
     assert all(a["committed"] for a in held.values())
     gpu = admin.api("GET", "/ai-console/allocations").json()["gpus"][0]
     assert gpu["free_memory_mib"] == 24576 - 3 * 6144
+
+
+MARKUP_YAML = """
+platform_admins: [admin]
+images:
+  scipy: {display_name: SciPy, image: quay.io/jupyter/scipy-notebook:latest}
+projects:
+  cs101:
+    display_name: Intro
+    members: {users: [student1]}
+profiles:
+  - display_name: Evil <img src=x onerror=alert(1)>
+    slug: evil
+    image: scipy
+    projects: [cs101]
+    description: <script>alert(2)</script> & more
+    profile_options:
+      size:
+        display_name: Size <b onmouseover=alert(3)>
+        choices:
+          small: {display_name: <i>small</i>, default: true}
+"""
+
+
+def test_the_spawn_form_shows_the_yamls_texts_as_text_not_markup(kube, tmp_path):
+    """KubeSpawner's form template does not escape what it is given; the YAML's names and
+    descriptions reach it escaped, so an admin's (or a pasted) `<script>` stays text."""
+    kube.add_node("cpu-01")
+    config = tmp_path / "ai-console.yaml"
+    config.write_text(MARKUP_YAML)
+    hub = KubeHub(kube, tmp_path)
+    hub.start(AI_CONSOLE_CONFIG=str(config))
+    try:
+        student = HubClient(hub.url)
+        assert student.login("student1", PASSWORD).status_code == 302
+        form = student.spawn_form()
+    finally:
+        hub.stop()
+    for markup in ("<img src=x", "<script>alert(2)", "<b onmouseover", "<i>small"):
+        assert markup not in form, markup
+    for text in ("&lt;img src=x onerror=alert(1)&gt;", "&lt;script&gt;", "&amp; more"):
+        assert text in form, text

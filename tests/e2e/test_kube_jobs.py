@@ -28,7 +28,7 @@ from tests.control_plane.behavior import PodBehavior
 from tests.control_plane.fixtures import RBAC_FOLDER
 from tests.spawner.kube_setup import add_gpu_node
 
-from .conftest import PASSWORD, ProcessGroup
+from .conftest import ADMIN_PASSWORD, PASSWORD, ProcessGroup
 from .hubclient import HubClient
 from .jobs_setup import FINISHED, LabUser, Service, notebook
 from .test_kube_hub import KubeHub, run_singleuser_locally
@@ -255,3 +255,47 @@ def test_the_hub_places_a_jobs_slice_on_the_node_the_service_names(kube_jobs):
         assert released.status_code == 200, released.text
     refused = admit(["gpu-01"])
     assert refused.status_code == 400 and refused.json()["field"] == "node", refused.text
+
+
+def test_the_jobs_service_touches_only_the_job_slices_it_reserved(kube_jobs):
+    """The jobs service's allocations scope reaches its own job slices, not a student's
+    notebook slice (whose id it may well learn), and it cannot reserve around the admission's
+    project and quota checks."""
+    hub, jobs, _home = kube_jobs
+    student = HubClient(hub.url)
+    assert student.login("student1", PASSWORD).status_code == 302
+    assert student.spawn("student1", "pytorch-quarter-3090").status_code == 302
+    assert student.wait_for_server("student1", timeout=120).get("ready"), hub.logs()[-3000:]
+    admin = HubClient(hub.url)
+    assert admin.login("admin", ADMIN_PASSWORD).status_code == 302
+    [notebook_slice] = [
+        a
+        for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]
+        for a in g["allocations"]
+    ]
+    assert notebook_slice["owner"]["kind"] == "notebook"
+
+    api = f"{hub.url}/hub/api/ai-console"
+    as_service = {"Authorization": f"token {jobs.token}"}
+
+    def call(method: str, path: str, **kwargs) -> requests.Response:
+        return requests.request(method, f"{api}/{path}", headers=as_service, timeout=30, **kwargs)
+
+    slice_id = notebook_slice["id"]
+    assert call("DELETE", f"allocations/{slice_id}").status_code == 404
+    assert call("POST", f"allocations/{slice_id}/commit").status_code == 404
+    raw = {"gpu_type": "RTX3090", "fraction": "1/4", "owner": {"kind": "job", "user": "student1"}}
+    assert call("POST", "allocations", json=raw).status_code == 403
+    held = [a["id"] for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]
+            for a in g["allocations"]]  # fmt: skip
+    assert held == [slice_id], "the student's notebook slice is still theirs"
+
+    admitted = call(
+        "POST",
+        "job-admissions",
+        json={"user": "student1", "request": {"flavor": "4C-16G-1/4GPU"}, "name": "mine"},
+    )
+    assert admitted.status_code == 201, admitted.text
+    job_slice = admitted.json()["allocation"]["id"]
+    assert call("POST", f"allocations/{job_slice}/commit").status_code == 200
+    assert call("DELETE", f"allocations/{job_slice}").json() == {"id": job_slice, "released": True}

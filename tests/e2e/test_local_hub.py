@@ -3,6 +3,8 @@ GPU slice, reach the server through the proxy, stop and get the slice back."""
 
 from __future__ import annotations
 
+import requests
+
 from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
 from .hubclient import HubClient
 
@@ -85,3 +87,30 @@ def test_hub_restart_keeps_the_running_servers_slice(local_hub: LocalHub):
     student.wait_for_server("student2")
     gpus = {g["uuid"]: g for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]}
     assert gpus["SIM-GPU-gpu-01-0"]["allocations"] == []
+
+
+def test_course_admins_see_their_courses_slices_and_capacity_needs_a_scope(local_hub: LocalHub):
+    """The GPU map for a course admin: every GPU, only their members' slices. The capacity
+    endpoint wants the capacity scope every user has, not just any token."""
+    for user, profile in (("student1", "pytorch-quarter-3090"), ("researcher", "pytorch-a100")):
+        client = HubClient(local_hub.url)
+        assert client.login(user, PASSWORD).status_code == 302
+        assert client.spawn(user, profile).status_code == 302
+        assert client.wait_for_server(user).get("ready"), local_hub.logs()[-3000:]
+    teacher = HubClient(local_hub.url)
+    assert teacher.login("teacher", PASSWORD).status_code == 302
+    seen = teacher.api("GET", "/ai-console/allocations")
+    assert seen.status_code == 200, seen.text
+    gpus = seen.json()["gpus"]
+    assert {g["gpu_type"] for g in gpus} == {"RTX3090", "A100"}  # the whole map
+    owners = [a["owner"]["user"] for g in gpus for a in g["allocations"]]
+    assert owners == ["student1"]  # researcher's A100 slice is another project's
+
+    student = HubClient(local_hub.url)
+    assert student.login("student2", PASSWORD).status_code == 302
+    assert student.api("GET", "/ai-console/capacity").status_code == 200
+    made = student.api("POST", "/users/student2/tokens", json={"scopes": [], "note": "bare"})
+    assert made.status_code == 201, made.text
+    bare = {"Authorization": f"token {made.json()['token']}"}
+    refused = requests.get(f"{local_hub.url}/hub/api/ai-console/capacity", headers=bare, timeout=30)
+    assert refused.status_code == 403, refused.text

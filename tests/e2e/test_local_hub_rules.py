@@ -74,13 +74,25 @@ def test_allocation_api_reserve_commit_release(local_hub: LocalHub):
     body = {
         "gpu_type": "RTX3090",
         "fraction": "1/2",
-        "owner": {"kind": "job", "user": "ann", "project": "tiny", "name": "train"},
+        "owner": {"kind": "job", "user": "ann", "project": "", "name": "train"},
     }
+    # A project's quota holds here too (tiny has 1/4 of a GPU), checked with the placement.
+    over = {**body, "owner": {**body["owner"], "project": "tiny"}}
+    refused = admin.api("POST", "/ai-console/allocations", json=over)
+    assert refused.status_code == 409 and "quota" in refused.json()["message"], refused.text
+    for field, value in (("cpu_millis", 10**30), ("host_memory_mib", -1), ("node", "n" * 300)):
+        bad = admin.api("POST", "/ai-console/allocations", json={**body, field: value})
+        assert bad.status_code == 400 and field in bad.json()["message"], (field, bad.text)
+    for field, value in (("project", {"slug": "tiny"}), ("name", ["x"]), ("user", "u" * 300)):
+        bad_owner = {**body, "owner": {**body["owner"], field: value}}
+        bad = admin.api("POST", "/ai-console/allocations", json=bad_owner)
+        assert bad.status_code == 400 and f"owner.{field}" in bad.json()["message"], bad.text
     reserved = admin.api("POST", "/ai-console/allocations", json=body)
     assert reserved.status_code == 201, reserved.text
     allocation = reserved.json()
     assert allocation["fraction"] == "1/2" and allocation["owner"]["kind"] == "job"
     assert allocation["annotations"]["ai-console/allocation"] == allocation["id"]
+    assert len(allocation["id"]) == 20 and not allocation["id"].isdigit()  # random, not counted
     committed = admin.api("POST", f"/ai-console/allocations/{allocation['id']}/commit")
     assert committed.status_code == 200
     assert admin.api("POST", "/ai-console/allocations/nope/commit").status_code == 404

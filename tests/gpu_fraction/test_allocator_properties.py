@@ -42,7 +42,7 @@ class AllocatorMachine(RuleBasedStateMachine):
         gpus, nodes = inventory()
         self.allocator = Allocator(gpus, nodes, reservation_ttl=10, clock=lambda: self.now)
         self.initial = self.allocator.free_state()
-        self.live: set[str] = set()
+        self.live: dict[str, None] = {}  # in creation order: ids are random, not sortable
 
     @rule(
         fraction=st.sampled_from(SIZES),
@@ -63,12 +63,12 @@ class AllocatorMachine(RuleBasedStateMachine):
         except AllocationRefused as err:
             assert err.reason
             return
-        self.live.add(allocation.id)
+        self.live[allocation.id] = None
 
     @precondition(lambda self: self.live)
     @rule(data=st.data())
     def commit(self, data):
-        allocation_id = data.draw(st.sampled_from(sorted(self.live)))
+        allocation_id = data.draw(st.sampled_from(list(self.live)))
         try:
             self.allocator.commit(allocation_id)
         except UnknownAllocationError:
@@ -77,10 +77,10 @@ class AllocatorMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.live)
     @rule(data=st.data())
     def release(self, data):
-        allocation_id = data.draw(st.sampled_from(sorted(self.live)))
+        allocation_id = data.draw(st.sampled_from(list(self.live)))
         self.allocator.release(allocation_id)
         assert self.allocator.release(allocation_id) is False
-        self.live.discard(allocation_id)
+        self.live.pop(allocation_id, None)
 
     @rule(seconds=st.sampled_from([1, 5, 11]))
     def advance_clock_and_expire(self, seconds):

@@ -511,3 +511,24 @@ def test_inventory_rejects_duplicates_and_fills_nodes() -> None:
     assert filled.gpus == (a,)
     assert filled.nodes == {"n": NodeCapacity("n")}
     assert inv.Inventory().empty
+
+
+def test_one_inconsistent_node_is_skipped_and_reported_not_fatal() -> None:
+    """Labels say 3 GPUs, the agent published 2: that node is left out, with why; the rest
+    of the cluster is read as usual (strict mode still raises, naming the node)."""
+    published = [{"index": i, "uuid": f"GPU-bad-{i}"} for i in range(2)]
+    bad = node("gpu-bad", gfd(count="3"), {keys.ANN_NODE_GPUS: json.dumps(published)})
+    twin = node("gpu-twin", gfd(count="1"), {keys.ANN_NODE_GPUS: json.dumps(published[:1])})
+    good = node("gpu-good", gfd(count="2"))
+    with pytest.raises(InventoryError, match="gpu-bad"):
+        inv.from_nodes([bad, good])
+    result = inv.from_nodes([bad, good, node("gpu-ok", gfd(count="1")), twin], skip_bad_nodes=True)
+    assert sorted(result.nodes) == ["gpu-good", "gpu-ok", "gpu-twin"]
+    assert len(result.gpus) == 4
+    assert [name for name, _ in result.skipped] == ["gpu-bad"]
+    assert "says 3" in result.skipped[0][1]
+    # A node repeating a GPU another node already has is left out too.
+    again = node("gpu-again", gfd(count="1"), {keys.ANN_NODE_GPUS: json.dumps(published[:1])})
+    result = inv.from_nodes([twin, again], skip_bad_nodes=True)
+    assert list(result.nodes) == ["gpu-twin"]
+    assert result.skipped[0][0] == "gpu-again" and "GPU-bad-0" in result.skipped[0][1]

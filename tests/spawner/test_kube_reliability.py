@@ -73,12 +73,11 @@ async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
     injected = kube.faults.injected
     kube.faults.clear()
     manager = GPUSliceManager.instance()
-    assert injected > 20, "the faults did not fire"
-    assert list(outcomes.values()).count("started") >= 150
+    # Safety first, whatever the faults did to the starts: never oversubscribed, and what the
+    # allocator holds is exactly what the cluster says (no leaked slice, and every pod that
+    # still exists, a stop that kept failing, still holds its slice).
     assert set(oversubscribed_seen) == {0}
     assert manager.allocator.audit() == []
-    # What the allocator holds is exactly what the cluster says: no leaked slice, and every
-    # pod that still exists (a stop that kept failing) still holds its slice.
     held = {a.id for a in manager.allocations()}
     assert held == set(live_slice_pods(kube).values())
     for name in list(live_slice_pods(kube)):
@@ -86,3 +85,9 @@ async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
         kube.wait_for_deletion("pods", name)
     await manager.reconcile()
     assert manager.allocations() == []
+    # Then the starts: a start fails only through an injected fault (KubeSpawner does not
+    # retry a 503 on create), so the failures are bounded by the faults this run injected.
+    started = list(outcomes.values()).count("started")
+    print(f"started {started} of {len(spawners)} with {injected} injected API errors")
+    assert injected > 20, "the faults did not fire"
+    assert len(spawners) - started <= injected

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import pytest
 
 from gpu_fraction import keys
+from gpu_fraction.model import Owner, SliceRequest
+from spawner.kube import FractionalGPUKubeSpawner
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceRefused
 
@@ -102,7 +105,7 @@ async def test_four_quarters_fit_and_the_fifth_is_refused(kube):
 
 
 @pytest.mark.usefixtures("gpu_nodes")
-async def test_pod_refused_by_a_resource_quota_releases_the_slice(kube):
+async def test_pod_refused_by_a_resource_quota_releases_the_slice(kube, caplog):
     # Real admission: the namespace's ResourceQuota allows no more pods.
     kube.admin.create(
         "resourcequotas", {"metadata": {"name": "no-pods"}, "spec": {"hard": {"pods": "0"}}},
@@ -119,10 +122,14 @@ async def test_pod_refused_by_a_resource_quota_releases_the_slice(kube):
         "erin",
         "quarter",
     )
+    spawner.api_token = secrets.token_hex(16)
     with pytest.raises(Exception, match="exceeded quota"):
         await spawner.start()
     assert kube.get("pods", spawner.pod_name) is None
     assert manager().allocations() == []
+    # KubeSpawner logged the refused pod, environment and all, but not the server's token.
+    assert "JUPYTERHUB_API_TOKEN" in caplog.text and "[redacted]" in caplog.text
+    assert spawner.api_token not in caplog.text
 
 
 @pytest.mark.usefixtures("gpu_nodes")
@@ -131,3 +138,50 @@ async def test_crafted_profile_is_refused(kube):
     with pytest.raises(Exception, match="no-such-profile"):
         await spawner.start()
     assert manager().allocations() == []
+
+
+async def test_one_inconsistent_node_does_not_stop_the_cluster(kube, caplog):
+    """Its labels say 3 GPUs, the agent published 2: that node is left out and the hub says
+    so; notebooks, CPU-only and GPU alike, start on the rest."""
+    add_gpu_node(kube, "gpu-bad", gpus=2, labels={keys.GFD_COUNT: "3"})
+    add_gpu_node(kube, "gpu-good", gpus=1)
+    gpu = make_spawner(spawner_config(kube.namespace), "frank", "quarter")
+    await gpu.start()
+    assert kube.get("pods", gpu.pod_name)["metadata"]["annotations"][keys.ANN_NODE] == "gpu-good"
+    cpu = make_spawner(spawner_config(kube.namespace), "gina", "cpu")
+    await cpu.start()
+    assert [name for name, _ in manager().inventory.skipped] == ["gpu-bad"]
+    assert "node gpu-bad is left out of the GPU inventory" in caplog.text
+    await gpu.stop()
+    await cpu.stop()
+
+
+class SlowPodSpawner(FractionalGPUKubeSpawner):
+    """The pod work takes longer than the reservation lasts (a slow volume, API retries)."""
+
+    async def get_pod_manifest(self):
+        pod = await super().get_pod_manifest()
+        await asyncio.sleep(1.5)
+        return pod
+
+
+async def test_a_reservation_that_expires_before_the_pod_is_renewed_or_refused(kube):
+    add_gpu_node(kube, "gpu-01", gpus=1)
+    config = spawner_config(kube.namespace, GPUSliceManager__reservation_ttl=1.0)
+    slow = make_spawner(config, "hana", "quarter", cls=SlowPodSpawner)
+    await slow.start()  # expired while the pod was built: the same slice is held again
+    pod = kube.get("pods", slow.pod_name)
+    [held] = manager().allocations()
+    assert pod["metadata"]["annotations"][keys.ANN_ALLOCATION] == held.id
+    assert manager().allocator.is_committed(held.id)
+    await slow.stop()
+
+    # This time someone takes the GPU while the reservation has lapsed: no pod, a clear reason.
+    late = make_spawner(config, "ivan", "quarter", cls=SlowPodSpawner)
+    start = asyncio.ensure_future(late.start())
+    await asyncio.sleep(1.2)
+    whole = await manager().reserve(SliceRequest("RTX3090", 1), Owner("notebook", "judy"))
+    with pytest.raises(SliceRefused, match="expired before the pod could be created"):
+        await start
+    assert kube.get("pods", late.pod_name) is None
+    assert [a.id for a in manager().allocations()] == [whole.id]
