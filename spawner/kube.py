@@ -71,6 +71,7 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         return apply_slice(pod, allocation, self.slice_settings(node))
 
     async def _start(self) -> Any:
+        await self._clear_previous_pod()
         self._starting = True
         self._options_loaded = False
         self.release_slice("a new start")
@@ -92,6 +93,19 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
             raise
         finally:
             self._starting = False
+
+    async def _clear_previous_pod(self) -> None:
+        """A stop that failed leaves the previous pod, and the slice it runs on, in place:
+        delete that pod and see it gone before its slice is given back, or refuse to start
+        (giving the slice back first would let a new pod onto a GPU the old one still uses)."""
+        if not self.slice_committed() and not self.has_saved_slice():
+            return
+        try:
+            await super().stop(now=True)
+        except Exception as err:
+            raise SliceRefused(
+                f"Your previous server is still stopping ({err}); try again in a minute.", 409
+            ) from None
 
     async def _make_create_pod_request(self, pod: Any, request_timeout: float) -> bool:
         # The pod work since the reservation (volumes, retries) may have outlasted it.

@@ -156,6 +156,10 @@ class GPUSliceManager(SingletonConfigurable):
         self._committed_at: dict[str, float] = {}
         #: allocation id -> when a live pod last held it (job slices)
         self._seen_alive: dict[str, float] = {}
+        #: pod name -> why the slice it runs on cannot be held (reconcile reports it)
+        self.conflicts: dict[str, str] = {}
+        #: slices of live pods the allocator did not hold at the last reconcile
+        self._unheld_seen: set[str] = set()
         #: allocation id -> who reserved it through the hub's API (kept while this hub runs)
         self._created_by: dict[str, str] = {}
 
@@ -298,11 +302,11 @@ class GPUSliceManager(SingletonConfigurable):
         """
         started = time.monotonic()
         pods = await self._list_slice_pods()
-        alive = {
-            (p["metadata"].get("annotations") or {}).get(keys.ANN_ALLOCATION)
-            for p in pods
-            if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
-        }
+        live = [
+            p for p in pods if (p.get("status") or {}).get("phase") not in ("Succeeded", "Failed")
+        ]
+        alive = {(p["metadata"].get("annotations") or {}).get(keys.ANN_ALLOCATION) for p in live}
+        self._adopt_unheld(live, started)
         released = []
         for allocation in self.allocator.allocations():
             committed_at = self._committed_at.get(allocation.id)
@@ -327,6 +331,38 @@ class GPUSliceManager(SingletonConfigurable):
         for gone in set(self._created_by) - held:  # reservations that expired unused
             del self._created_by[gone]
         return released
+
+    def _adopt_unheld(self, live_pods: list[dict], now: float) -> None:
+        """Hold again the slice of a live pod the allocator does not hold (its slice was given
+        back while the pod went on running), so that no other pod is placed onto that GPU;
+        one that cannot be held without oversubscribing is reported, never doubled. A pod must
+        be seen so in two passes running: a listing can predate a stop that just finished."""
+        allocator = self.allocator
+        unheld: set[str] = set()
+        for pod in live_pods:
+            annotations = pod["metadata"].get("annotations") or {}
+            allocation_id = annotations.get(keys.ANN_ALLOCATION)
+            if not allocation_id or allocator.get(allocation_id) is not None:
+                continue
+            unheld.add(allocation_id)
+            if allocation_id not in self._unheld_seen:
+                continue
+            name = pod["metadata"].get("name")
+            try:
+                adopted = allocator.adopt(from_annotations(annotations, allocator.gpu_by_uuid))
+            except (AnnotationError, AllocationRefused) as err:
+                reason = getattr(err, "reason", None) or str(err)
+                if self.conflicts.get(name) != reason:
+                    self.log.error(
+                        "pod %s runs on GPU slice %s, which cannot be held: %s", name,
+                        allocation_id, reason,
+                    )  # fmt: skip
+                self.conflicts[name] = reason
+                continue
+            self.conflicts.pop(name, None)
+            self._committed_at[adopted.id] = now
+            self.log.warning("held GPU slice %s again: pod %s still runs on it", adopted.id, name)
+        self._unheld_seen = unheld
 
     def close(self) -> None:
         if self._reconcile_task is not None:

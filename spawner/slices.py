@@ -134,6 +134,10 @@ class GPUSliceMixin(Configurable):
         allocation = self._allocation
         return allocation is not None and self.slice_manager.allocator.is_committed(allocation.id)
 
+    def has_saved_slice(self) -> bool:
+        """Whether the state saved before a hub restart names a slice this server held."""
+        return bool((self._saved_slice or {}).get(keys.ANN_ALLOCATION))
+
     def renew_slice(self) -> None:
         """Hold the reserved slice afresh right before the pod or process is created."""
         if self._allocation is None:

@@ -5,10 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import random
+from fractions import Fraction
 
 import pytest
 
-from spawner.manager import GPUSliceManager
+from gpu_fraction import keys
+from gpu_fraction.annotations import to_annotations
+from gpu_fraction.model import Owner, SliceRequest
+from spawner.manager import SLICE_LABEL, GPUSliceManager
+from spawner.slices import SliceRefused
 
 from .kube_setup import add_gpu_node, live_slice_pods, make_spawner, spawner_config
 
@@ -25,13 +30,57 @@ async def test_failed_stop_keeps_the_slice_until_the_pod_is_gone(kube):
     rule = kube.faults.fail(1.0, 500, verbs="delete", resources="pods")
     with pytest.raises(Exception):  # noqa: B017  (the delete keeps failing)
         await spawner.stop()
-    assert len(manager.allocations()) == 1  # the pod may still run on its GPU
+    [old] = manager.allocations()  # the pod may still run on its GPU
+    # Starting again while the old pod cannot be deleted is refused; its slice stays held
+    # (giving it back first would let a new pod onto the GPU the old one still uses).
+    with pytest.raises(SliceRefused, match="previous server is still stopping"):
+        await spawner.start()
+    assert [a.id for a in manager.allocations()] == [old.id]
     kube.faults.remove(rule)
+    # Once the old pod can be deleted, a start deletes it, sees it gone, then moves on.
+    await spawner.start()
+    [new] = manager.allocations()
+    assert new.id != old.id
+    pod = kube.get("pods", spawner.pod_name)
+    assert pod["metadata"]["annotations"][keys.ANN_ALLOCATION] == new.id
     kube.delete("pods", spawner.pod_name)
     kube.wait_for_deletion("pods", spawner.pod_name)
     released = await manager.reconcile()
     assert [a.owner.user for a in released] == ["frank"]
     assert manager.allocations() == []
+
+
+def slice_pod(name: str, annotations: dict[str, str]) -> dict:
+    return {
+        "metadata": {"name": name, "labels": {SLICE_LABEL: "true"}, "annotations": annotations},
+        "spec": {"containers": [{"name": "c", "image": "x", "command": ["sleep", "60"]}]},
+    }
+
+
+async def test_reconcile_holds_the_slice_of_a_live_pod_again_and_reports_a_conflict(kube):
+    """A live pod whose slice the allocator gave back is held again (seen twice, so a listing
+    older than a stop does not count); one that no longer fits is reported, not doubled."""
+    add_gpu_node(kube, "gpu-01", gpus=1)
+    manager = GPUSliceManager.instance(config=spawner_config(kube.namespace))
+    half = SliceRequest(gpu_type="RTX3090", fraction=Fraction(1, 2))
+    lost = await manager.reserve(half, Owner("notebook", "kim"))
+    manager.release(lost.id)  # given back, but its pod goes on running
+    kube.admin.create("pods", slice_pod("jupyter-kim", to_annotations(lost)), kube.namespace)
+    assert await manager.reconcile() == [] and manager.allocations() == []  # seen once
+    await manager.reconcile()
+    assert [a.id for a in manager.allocations()] == [lost.id]  # held again
+
+    # Two more halves on the one GPU: one fits beside kim's, and the other cannot be held.
+    fits = await manager.reserve(half, Owner("notebook", "lee"))
+    manager.commit(fits.id)
+    kube.admin.create("pods", slice_pod("jupyter-lee", to_annotations(fits)), kube.namespace)
+    extra = {**to_annotations(fits), keys.ANN_ALLOCATION: "f" * 20}
+    kube.admin.create("pods", slice_pod("jupyter-mia", extra), kube.namespace)
+    await manager.reconcile()
+    await manager.reconcile()
+    assert sorted(a.id for a in manager.allocations()) == sorted([lost.id, fits.id])
+    assert "jupyter-mia" in manager.conflicts
+    assert manager.allocator.oversubscribed() == 0
 
 
 async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
