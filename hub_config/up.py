@@ -3,8 +3,10 @@
 JupyterHub with the local GPU spawner, configurable-http-proxy, SQLite and the admin's
 ``ai-console.yaml`` (the shipped example unless told otherwise), on 127.0.0.1:8000. GPUs come
 from NVML; ``--simulate-gpus`` declares simulated ones for trying profiles without a GPU.
-Logins use one generated shared password (printed at start) for users, and a second one for the
-platform admins named in the YAML.
+Logins use one generated shared password for users, and a second one for the platform admins
+named in the YAML, printed once the hub answers and kept (mode 0600) in the data directory for
+``--show-login``. Before anything starts it checks the YAML, that no other hub uses the data
+directory and that the port is free (:mod:`hub_config.up_checks`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from gpu_fraction.errors import InventoryError
 from gpu_fraction.simulated import SIMULATED_SPEC_HELP, simulated
 
 from . import settings_env
+from .loader import ConfigError, load_config
+from .up_checks import (
+    StartRefused,
+    check_port,
+    lock_data_dir,
+    print_when_up,
+    read_login,
+    write_login,
+)
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 HUB_CONFIG_FILE = PACKAGE_DIR / "jupyterhub_config.py"
@@ -86,15 +97,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="password for the platform admins (at least 32 characters); generated if not given",
     )
     parser.add_argument("--debug", action="store_true", help="verbose hub logs")
+    parser.add_argument(
+        "--show-login",
+        action="store_true",
+        help="print the address and passwords of the hub running in --data-dir, and exit",
+    )
     return parser
+
+
+def fail(message: str) -> int:
+    print(f"ai-console up: {message}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.show_login:
+        try:
+            print(read_login(Path(args.data_dir).resolve()), end="")
+        except StartRefused as err:
+            return fail(str(err))
+        return 0
     config = Path(args.config)
     if not config.is_file():
         print(f"ai-console up: --config: no such file: {config}", file=sys.stderr)
         return 2
+    try:
+        load_config(config)  # before anything starts, and before any login is printed
+    except ConfigError as err:
+        return fail(str(err))
     if args.simulate_gpus:
         try:
             simulated(args.simulate_gpus)
@@ -117,6 +148,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     data_dir = Path(args.data_dir).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = lock_data_dir(data_dir)  # held until this process ends
+        check_port(args.ip, args.port, data_dir)
+    except StartRefused as err:
+        return fail(str(err))
     password = args.password or secrets.token_urlsafe(12)
     admin_password = args.admin_password or secrets.token_urlsafe(32)
     os.environ.update(
@@ -130,13 +166,24 @@ def main(argv: list[str] | None = None) -> int:
             settings_env.SIMULATE_GPUS: args.simulate_gpus or "",
         }
     )
-    # Printed before the hub's own logs so the line is easy to find.
-    print(
-        f"AI Console: open http://{args.ip}:{args.port}/ and log in with any user name from "
-        f"{config.name} and the password: {password}\n"
-        f"AI Console: platform admins log in with the admin password: {admin_password}",
-        flush=True,
+    url = f"http://{args.ip}:{args.port}/"
+    login = (
+        f"AI Console: open {url} and log in with any user name from {config.name} and the "
+        f"password: {password}\n"
+        f"AI Console: platform admins log in with the admin password: {admin_password}\n"
     )
+    saved = write_login(data_dir, login)
+    banner = (
+        login
+        + no_gpu_note(args.simulate_gpus)
+        + (
+            f"AI Console: this login is kept in {saved}; print it again with "
+            f"`ai-console up --show-login --data-dir {args.data_dir}`\n"
+        )
+    )
+    print(f"AI Console: starting; the login follows once the hub answers at {url}", flush=True)
+    local = args.ip if args.ip not in ("0.0.0.0", "", "::") else "127.0.0.1"
+    print_when_up(f"http://{local}:{args.port}/", banner)
     from jupyterhub.app import main as hub_main
 
     hub_port = args.hub_port or free_port()
@@ -152,5 +199,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         hub_argv.append("--debug")
     os.chdir(data_dir)
-    hub_main(argv=hub_argv)
+    try:
+        hub_main(argv=hub_argv)
+    finally:
+        lock.close()
     return 0
+
+
+def no_gpu_note(simulate: str | None) -> str:
+    """A sentence for the teacher when this machine has no GPU the hub can use."""
+    if simulate:
+        return ""
+    from gpu_fraction.inventory import from_nvml
+
+    inventory = from_nvml()
+    if inventory.gpus:
+        return ""
+    return (
+        f"AI Console: no NVIDIA GPU was found on this machine ({inventory.error or 'none'}). "
+        "Students can start CPU-only profiles; GPU profiles will be refused. To try GPU "
+        "profiles without a GPU, start again with --simulate-gpus gpu-01=RTX3090:24576x1.\n"
+    )
