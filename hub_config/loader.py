@@ -7,6 +7,7 @@ pass instead of one error per reload.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -119,6 +120,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == _MERGE_TAG:
+                continue  # `<<: *defaults`: SafeLoader merges it; later keys override
             key = self.construct_object(key_node, deep=deep)
             if isinstance(key, (str, int, float, bool)) or key is None:
                 if key in seen:
@@ -135,6 +138,43 @@ class _StrictLoader(yaml.SafeLoader):
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _StrictLoader.construct_mapping
 )
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+#: Bounds on the file's shape, far above any real ai-console.yaml: a document nested deeper, or
+#: one whose aliases expand to more values (a "billion laughs"), is refused before it is built.
+MAX_DEPTH = 40
+MAX_VALUES = 200_000
+
+
+def _shape_problem(root: yaml.Node | None) -> str | None:
+    """Why the composed document is too deep or expands too far, or None. Each node is
+    measured once (aliases share nodes), so this is linear in the text however it expands."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, int, bool]] = [(root, 1, False)] if root is not None else []
+    while stack:
+        node, depth, children_done = stack.pop()
+        if depth > MAX_DEPTH:
+            line = node.start_mark.line + 1
+            return f"line {line}: nested more than {MAX_DEPTH} levels deep; flatten the file"
+        children = _children(node)
+        if children_done or not children:
+            sizes[id(node)] = 1 + sum(sizes.get(id(c), 0) for c in children)
+            if sizes[id(node)] > MAX_VALUES:
+                return (
+                    f"the file expands to more than {MAX_VALUES} values (YAML aliases used "
+                    "over and over?); write the values out or use fewer aliases"
+                )
+            continue
+        stack.append((node, depth, True))
+        stack.extend((c, depth + 1, False) for c in children if id(c) not in sizes)
+    return None
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def load_config(path: str | Path) -> AiConsoleConfig:
@@ -150,8 +190,17 @@ def load_config(path: str | Path) -> AiConsoleConfig:
         raise ConfigError.about_file(
             source, f"cannot read the file ({err}); make it a readable UTF-8 text file"
         ) from None
+    loader = _StrictLoader(text)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        node = loader.get_single_node()
+        shape = _shape_problem(node)
+        if shape is not None:
+            raise ConfigError.about_file(source, shape)
+        data = loader.construct_document(node) if node is not None else None
+    except RecursionError:
+        raise ConfigError.about_file(
+            source, f"nested more than {MAX_DEPTH} levels deep; flatten the file"
+        ) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -161,6 +210,8 @@ def load_config(path: str | Path) -> AiConsoleConfig:
         ) from None
     except yaml.YAMLError as err:
         raise ConfigError.about_file(source, f"YAML syntax error: {err}") from None
+    finally:
+        loader.dispose()
     return parse_config(data, source)
 
 
@@ -275,6 +326,10 @@ def _flavor_problems(problems: _Problems, flavors: list) -> dict[str, int]:
         if not isinstance(flavor, dict):
             continue
         where = ("flavors", i)
+        for block in ("cpu", "memory"):
+            problem = _amount_problem(block, flavor.get(block))
+            if problem:
+                problems.add((*where, block), problem)
         name = flavor.get("name")
         if isinstance(name, str) and name in names:
             problems.add(
@@ -313,10 +368,34 @@ def _unknown_project(slug: str, projects: Mapping) -> str:
     return f"unknown project {slug!r}; defined projects: {_names(projects)}"
 
 
+#: The most a profile or flavor may ask for (far above any node; well below what overflows).
+MAX_CPUS = 1024
+MAX_MEMORY_BYTES = 64 << 40  # 64 TiB
+
+
+def _amount_problem(block: str, value: Any) -> str | None:
+    """Why a CPU count or memory size cannot be a request, or None (types: the schema's)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if block == "cpu":
+        if isinstance(value, (int, float)) and not (math.isfinite(value) and value <= MAX_CPUS):
+            return f"must be a number of CPUs between 0 and {MAX_CPUS}, got {value!r}"
+        return None
+    try:
+        size = memory_bytes(value)
+    except (TypeError, ValueError):
+        return None
+    if size > MAX_MEMORY_BYTES:
+        return f"must be at most 64Ti, got {value!r}"
+    return None
+
+
 def _profile_problems(
     problems: _Problems, profile: dict, where: FieldPath, images: dict, projects: dict
 ) -> None:
     image = profile.get("image")
+    if not isinstance(image, str):
+        image = None  # the schema reports it
     if isinstance(image, str) and image not in images:
         problems.add(
             (*where, "image"), f"unknown image {image!r}; defined images: {_names(images)}"
@@ -339,6 +418,10 @@ def _profile_problems(
         _gpu_problems(problems, profile["gpu"], (*where, "gpu"))
     for block, size in (("cpu", float), ("memory", memory_bytes)):
         pair = _dict(profile.get(block))
+        for key in ("guarantee", "limit"):
+            problem = _amount_problem(block, pair.get(key))
+            if problem:
+                problems.add((*where, block, key), problem)
         low, high = pair.get("guarantee"), pair.get("limit")
         try:
             if low is not None and high is not None and size(low) > size(high):

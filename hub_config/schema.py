@@ -28,6 +28,7 @@ SLUG_ALLOWED = "a lowercase name of 1-63 letters, digits and '-' (like cs101)"
 #: and T as powers of 1024; the Kubernetes spellings Ki, Mi, Gi and Ti mean the same and are
 #: accepted too.
 MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?[KMGT]i?$"
+OPTION_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,63}$"
 MEMORY_ALLOWED = "a size like 512M, 2G or 8Gi (K, M, G, T are powers of 1024), or bytes"
 
 
@@ -355,10 +356,61 @@ PROFILE_SCHEMA: dict[str, Any] = {
                 "The overrides of choices follow the same rules as kubespawner_override."
             ),
             "x-allowed": "a mapping of option names to KubeSpawner option mappings",
+            # Keys end up in the spawn form's HTML and in KubeSpawner's lookups: names only.
+            "propertyNames": {"pattern": OPTION_KEY_PATTERN},
             "additionalProperties": {
                 "type": "object",
                 "description": "One option with its choices.",
-                "x-allowed": "a KubeSpawner option mapping (display_name, choices, ...)",
+                "x-allowed": "a KubeSpawner option: display_name and choices (each choice a "
+                "mapping with a display_name), or an unlisted_choice",
+                "required": ["display_name"],
+                "anyOf": [{"required": ["choices"]}, {"required": ["unlisted_choice"]}],
+                "properties": {
+                    "display_name": {
+                        "type": "string",
+                        "x-allowed": "text",
+                        "description": "The option's label in the spawn form.",
+                    },
+                    "choices": {
+                        "type": "object",
+                        "minProperties": 1,
+                        "propertyNames": {"pattern": OPTION_KEY_PATTERN},
+                        "description": "The choices, by name (letters, digits, - and _).",
+                        "x-allowed": "a mapping of choice names (letters, digits, - and _) "
+                        "to choices",
+                        "additionalProperties": {
+                            "type": "object",
+                            "required": ["display_name"],
+                            "x-allowed": "a choice: display_name, default, kubespawner_override",
+                            "description": "One choice of the option.",
+                            "properties": {
+                                "display_name": {
+                                    "type": "string",
+                                    "x-allowed": "text",
+                                    "description": "The choice's label in the spawn form.",
+                                },
+                                "default": {
+                                    "type": "boolean",
+                                    "x-allowed": "true or false",
+                                    "description": "Chosen unless the user picks another.",
+                                },
+                                "kubespawner_override": {
+                                    "type": "object",
+                                    "x-allowed": "a mapping of KubeSpawner settings",
+                                    "description": (
+                                        "KubeSpawner settings of this choice, under the same "
+                                        "rules as the profile's kubespawner_override."
+                                    ),
+                                },
+                            },
+                        },
+                    },
+                    "unlisted_choice": {
+                        "type": "object",
+                        "x-allowed": "a mapping",
+                        "description": "KubeSpawner's free-text choice, passed through.",
+                    },
+                },
             },
         },
     },
@@ -376,6 +428,14 @@ SCHEMA: dict[str, Any] = {
     "x-allowed": "a mapping with platform_admins, settings, images, projects, profiles and flavors",
     "type": "object",
     "additionalProperties": False,
+    "patternProperties": {
+        "^x-": {
+            "description": (
+                "Ignored: a place for YAML anchors shared by profiles, e.g. "
+                "x-common: &common {image: pytorch} and then <<: *common in a profile."
+            ),
+        },
+    },
     "required": ["images", "profiles"],
     "properties": {
         "platform_admins": _names(
