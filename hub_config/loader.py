@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from gpu_fraction import keys
 from gpu_fraction.enforcement import (
     ENV_CUDA_VISIBLE_DEVICES,
     ENV_MPS_PINNED_MEM_LIMIT,
@@ -50,6 +51,50 @@ FORBIDDEN_ENV = (
     ENV_MPS_PIPE_DIRECTORY,
 )
 _PLACEMENT_KEYS = ("node_selector", "node_affinity_required")
+#: KubeSpawner settings a profile (or a choice of its options) may override. Anything else is
+#: refused by name: the pod's identity, privileges, containers and placement belong to the
+#: platform (an unknown key would otherwise pass silently, typo or not).
+OVERRIDE_KEYS = (
+    "environment",
+    "cpu_guarantee",
+    "cpu_limit",
+    "mem_guarantee",
+    "mem_limit",
+    "extra_resource_guarantees",
+    "extra_resource_limits",
+    "default_url",
+    "start_timeout",
+    "http_timeout",
+    "args",
+    "working_dir",
+    "notebook_dir",
+    "storage_capacity",
+    "storage_class",
+    "volumes",
+    "volume_mounts",
+    "lifecycle_hooks",
+    "tolerations",
+    "extra_labels",
+    "extra_annotations",
+    "uid",
+    "gid",
+    "fs_gid",
+    "supplemental_gids",
+)
+#: Why some keys are not in OVERRIDE_KEYS, in the words of the refusal.
+_REFUSED_KEYS = {
+    "image": "set the profile's image: to a key of images, so the project's image rules apply",
+    "extra_container_config": "it can replace the image or the container's security settings",
+    "extra_pod_config": "it can give the pod the host's PIDs, network or devices",
+    "extra_containers": "a sidecar would run outside the GPU slice's limits",
+    "init_containers": "an init container would run outside the GPU slice's limits",
+    "privileged": "user pods never run privileged",
+    "allow_privilege_escalation": "user pods never gain privileges",
+    "container_security_context": "the platform sets the container's security context",
+    "pod_security_context": "the platform sets the pod's security context",
+    "automount_service_account_token": "user pods hold no Kubernetes credentials",
+    "service_account": "user pods hold no Kubernetes credentials",
+}
 _RESOURCE_KEYS = ("extra_resource_limits", "extra_resource_guarantees")
 #: Profile blocks that set KubeSpawner settings; the override must not set them a second time.
 _BLOCK_SETTINGS = {
@@ -483,14 +528,33 @@ def _gpu_problems(problems: _Problems, gpu: dict, where: FieldPath) -> None:
 
 
 def override_problems(override: Mapping[str, Any], where: FieldPath) -> list[Problem]:
-    """Keys of a KubeSpawner override that would undo the GPU slice."""
+    """Keys of a KubeSpawner override that would undo the GPU slice or the platform's
+    safety: anything not in :data:`OVERRIDE_KEYS`, and dangerous values of those that are."""
     problems = _Problems()
-    if "image" in override:
-        problems.add(
-            (*where, "image"),
-            "not allowed here; set the profile's image: to a key of images, so the "
-            "project's image rules apply",
-        )
+    for key in override:
+        if key in _PLACEMENT_KEYS or key in OVERRIDE_KEYS:
+            continue
+        why = _REFUSED_KEYS.get(key)
+        if why is None:
+            why = f"not a setting profiles may override (allowed: {', '.join(OVERRIDE_KEYS)})"
+        problems.add((*where, key), f"not allowed here; {why}")
+    for key in ("uid", "gid"):
+        if override.get(key) == 0:
+            problems.add((*where, key), "not allowed here; user servers never run as root (0)")
+    for k, volume in enumerate(_list(override.get("volumes"))):
+        if isinstance(volume, dict) and "hostPath" in volume:
+            problems.add(
+                (*where, "volumes", k, "hostPath"),
+                "not allowed here; a host path would reach into the node (use a volume "
+                "claim or a config map)",
+            )
+    for key in ("extra_labels", "extra_annotations"):
+        for name in _dict(override.get(key)):
+            if str(name).startswith(keys.PREFIX):
+                problems.add(
+                    (*where, key, name),
+                    f"not allowed here; {keys.PREFIX}* is the GPU ledger's, written by the hub",
+                )
     for key in _PLACEMENT_KEYS:
         if key in override:
             problems.add(

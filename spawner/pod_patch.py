@@ -28,12 +28,14 @@ from gpu_fraction.annotations import to_annotations
 from gpu_fraction.enforcement import (
     ENV_CUDA_VISIBLE_DEVICES,
     ENV_NVIDIA_VISIBLE_DEVICES,
+    ENV_PYTHONPATH,
     NO_DEVICE,
     STARTUP_MOUNT_PATH,
     MpsSettings,
     container_environment,
     has_caps,
     kubernetes_volumes,
+    merge_pythonpath,
 )
 from gpu_fraction.model import Allocation
 
@@ -69,6 +71,10 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
         startup_path=_startup_path(allocation, settings),
         in_container=True,
     )
+    if ENV_PYTHONPATH in env:
+        # The hook goes in front of the profile's own PYTHONPATH, not instead of it.
+        own = next((e.value for e in container.env or [] if e.name == ENV_PYTHONPATH), None)
+        env[ENV_PYTHONPATH] = merge_pythonpath(env[ENV_PYTHONPATH], own)
     _set_env(container, env)
     volumes, mounts = kubernetes_volumes(
         allocation, mps=settings.mps, startup_configmap=settings.startup_configmap

@@ -65,6 +65,46 @@ def test_each_mistake_the_review_found_names_its_field(tmp_path, changes, field,
     assert field in message and words in message, message
 
 
+@pytest.mark.parametrize(
+    ("override", "field", "words"),
+    [
+        ({"extra_container_config": {"image": "evil"}}, "extra_container_config", "image"),
+        ({"extra_pod_config": {"hostPID": True}}, "extra_pod_config", "host's PIDs"),
+        ({"privileged": True}, "privileged", "never run privileged"),
+        ({"uid": 0}, "uid", "root"),
+        ({"automount_service_account_token": True}, "automount_service_account_token", "no"),
+        ({"service_account": "default"}, "service_account", "credentials"),
+        (
+            {"extra_containers": [{"name": "s", "env": [{"name": "NVIDIA_VISIBLE_DEVICES"}]}]},
+            "extra_containers",
+            "sidecar",
+        ),
+        ({"volumes": [{"name": "h", "hostPath": {"path": "/"}}]}, "volumes[0].hostPath", "host"),
+        (
+            {"extra_annotations": {"ai-console/allocation": "forged"}},
+            'extra_annotations["ai-console/allocation"]',
+            "ledger",
+        ),
+        ({"imagee": "typo"}, "imagee", "allowed: environment"),
+    ],
+)
+def test_overrides_that_get_around_the_platform_are_refused_by_name(
+    tmp_path, override, field, words
+):
+    message = load_text(tmp_path, with_profile(kubespawner_override=override))
+    assert f"{PROFILE}.kubespawner_override.{field}: not allowed here" in message, message
+    assert words in message, message
+
+
+def test_the_same_rules_hold_in_a_choice_of_profile_options(tmp_path):
+    option = {
+        "display_name": "Mode",
+        "choices": {"root": {"display_name": "Root", "kubespawner_override": {"uid": 0}}},
+    }
+    message = load_text(tmp_path, with_profile(profile_options={"mode": option}))
+    assert f"{PROFILE}.profile_options.mode.choices.root.kubespawner_override.uid" in message
+
+
 def test_deep_nesting_is_refused_by_depth_not_by_the_interpreter(tmp_path):
     message = load_text(tmp_path, "profiles: " + "[" * 1500 + "]" * 1500 + "\n")
     assert f"nested more than {MAX_DEPTH} levels deep" in message

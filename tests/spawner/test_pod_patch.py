@@ -139,3 +139,17 @@ async def test_node_pin_is_anded_into_existing_required_terms():
 async def test_no_runtime_class_when_disabled(runtime):
     pod = apply_slice(pod_for(), reserve("1/4"), SliceSettings(runtime_class_name=runtime or None))
     assert pod.spec.runtime_class_name is None
+
+
+async def test_the_profiles_pythonpath_is_kept_behind_the_hook():
+    """A profile that sets PYTHONPATH keeps it: the slice's start-up hook goes in front."""
+    pod = make_pod(
+        name="jupyter-alice",
+        cmd=["jupyterhub-singleuser"],
+        port=8888,
+        image="quay.io/jupyter/pytorch-notebook:latest",
+        env={"PYTHONPATH": "/opt/course-lib:/opt/shared"},
+    )
+    pod = apply_slice(pod, reserve("1/4"), SliceSettings(startup_configmap="ai-console-startup"))
+    assert env_of(pod)["PYTHONPATH"] == f"{STARTUP_MOUNT_PATH}:/opt/course-lib:/opt/shared"
+    await validate(pod)
