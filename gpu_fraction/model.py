@@ -170,7 +170,8 @@ class SliceRequest:
 
     ``fraction`` is a share in (0, 1] of one GPU, or a whole number of GPUs (1..8) on one node.
     For a share, ``memory_mib`` defaults to that share of the chosen GPU's memory and
-    ``compute_min`` (the guaranteed SM percentage) to that share of 100. ``compute_max`` is the
+    ``compute_min`` (the SM percentage placement reserves; not a run-time minimum, which
+    neither CUDA nor MPS can enforce) to that share of 100. ``compute_max`` is the
     burst ceiling (default 100: idle capacity can be borrowed). ``cpu_millis``/``host_memory_mib``
     are the pod's own CPU and memory requests, accounted on nodes the allocator manages.
     """

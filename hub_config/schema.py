@@ -203,7 +203,12 @@ GPU_SCHEMA: dict[str, Any] = {
             "type": "integer",
             "minimum": 0,
             "maximum": 100,
-            "description": "Guaranteed share of the GPU's SMs in percent (default: the fraction).",
+            "description": (
+                "Share of the GPU's SMs in percent that placement reserves for the slice "
+                "(default: the fraction): the allocator never places slices whose shares sum "
+                "past 100 on one GPU. It is not enforced at run time: neither CUDA nor MPS "
+                "gives a process a minimum of SMs; compute_max is the enforced ceiling."
+            ),
             "x-allowed": "a whole percentage 0..100",
         },
         "compute_max": {
