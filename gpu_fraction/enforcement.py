@@ -51,6 +51,16 @@ ENV_MPS_THREAD_PERCENTAGE = "CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"
 ENV_XLA_MEM_FRACTION = "XLA_PYTHON_CLIENT_MEM_FRACTION"
 ENV_TF_ALLOW_GROWTH = "TF_FORCE_GPU_ALLOW_GROWTH"
 ENV_PYTHONPATH = "PYTHONPATH"
+#: What the "restricted" Pod Security Standard asks of a container: not root, no privilege
+#: escalation, no capabilities, the runtime's seccomp profile. Notebook pods (the spawner's
+#: default container_security_context) and job pods get it; tested against the real
+#: PodSecurity admission.
+RESTRICTED_CONTAINER: dict = {
+    "runAsNonRoot": True,
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
 #: NVIDIA container runtime value for "no GPU at all" (an image may default to "all").
 NO_DEVICE = "void"
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from kubespawner import KubeSpawner
-from traitlets import Bool, Unicode
+from traitlets import Bool, Unicode, default
+
+from gpu_fraction.enforcement import RESTRICTED_CONTAINER
 
 from .log_redaction import install as install_redaction
 from .pod_patch import SliceSettings, apply_slice
@@ -33,6 +36,12 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         help="""Show the placement ("Reserved 1/4 of RTX3090 GPU-3f2a... on node gpu-07") as the
         first spawn progress message.""",
     )
+
+    @default("container_security_context")
+    def _restricted_container(self) -> dict[str, Any]:
+        """The Kubernetes "restricted" Pod Security settings for every user container: not
+        root, no privilege escalation, no capabilities, the runtime's seccomp profile."""
+        return copy.deepcopy(RESTRICTED_CONTAINER)
 
     _chosen_profile: dict | None = None
     _starting: bool = False

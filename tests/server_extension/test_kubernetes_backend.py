@@ -79,6 +79,9 @@ async def until(backend, job: JobRecord, states, timeout: float = 60):
 
 
 async def test_a_job_runs_the_notebook_on_the_users_storage(cluster, backend):
+    # The namespace enforces the "restricted" Pod Security level: the Job's pod passes it.
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    cluster.admin.patch("namespaces", cluster.namespace, {"metadata": {"labels": labels}})
     job = record(cluster.home, "print('hello from the pod')", "open('made-by-job.txt','w')")
     job.environment = {"EPOCHS": "3"}
     assert await backend.start(job, Launch()) == f"job-{job.job_id}"
@@ -95,6 +98,8 @@ async def test_a_job_runs_the_notebook_on_the_users_storage(cluster, backend):
     assert all("serviceAccountToken" not in json.dumps(v) for v in pod["spec"]["volumes"])
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["EPOCHS"] == "3"
+    context = pod["spec"]["containers"][0]["securityContext"]
+    assert context["runAsNonRoot"] is True and context["capabilities"]["drop"] == ["ALL"]
     assert "hello from the pod" in (await backend.read_file(job, "job.log")).decode()
 
 

@@ -185,3 +185,32 @@ async def test_a_reservation_that_expires_before_the_pod_is_renewed_or_refused(k
         await start
     assert kube.get("pods", late.pod_name) is None
     assert [a.id for a in manager().allocations()] == [whole.id]
+
+
+@pytest.mark.usefixtures("gpu_nodes")
+async def test_slice_pods_pass_the_restricted_pod_security_standard(kube):
+    """The namespace enforces Kubernetes' "restricted" Pod Security level (the real
+    PodSecurity admission): a slice pod is admitted as it is, and a pod the platform would
+    refuse (a profile running as root) is refused by the API server too."""
+    labels = {"pod-security.kubernetes.io/enforce": "restricted"}
+    kube.admin.patch("namespaces", kube.namespace, {"metadata": {"labels": labels}})
+    spawner = make_spawner(spawner_config(kube.namespace), "olga", "quarter")
+    await spawner.start()
+    pod = kube.get("pods", spawner.pod_name)
+    context = pod["spec"]["containers"][0]["securityContext"]
+    assert context["runAsNonRoot"] is True and context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"]["drop"] == ["ALL"]
+    assert context["seccompProfile"]["type"] == "RuntimeDefault"
+    await spawner.stop()
+    rooted = make_spawner(
+        spawner_config(
+            kube.namespace,
+            KubeSpawner__container_security_context={"runAsUser": 0},
+            KubeSpawner__k8s_api_request_retry_timeout=2,
+        ),
+        "pete",
+        "quarter",
+    )
+    with pytest.raises(Exception, match="restricted"):
+        await rooted.start()
+    assert manager().allocations() == []

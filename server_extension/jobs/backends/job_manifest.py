@@ -7,9 +7,12 @@ pod gets no service-account token; a GPU slice is written as the hub built it fo
 
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass, field
 from typing import Any
+
+from gpu_fraction.enforcement import RESTRICTED_CONTAINER
 
 from ..store import JobRecord
 
@@ -88,6 +91,7 @@ def build_job(
         "env": env,
         "resources": resources,
         "volumeMounts": [{"name": "home", "mountPath": settings.storage_mount_path}],
+        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER),
     }
     spec: dict[str, Any] = {
         "restartPolicy": "Never",
