@@ -301,19 +301,6 @@ class Scheduler:
 
         return get
 
-    def status_burst(self, count: int) -> list[float]:
-        """``count`` GETs of jupyter_server's own ``api/status`` at once, through the same
-        proxy and login: what one hop costs here before any work of ours."""
-        sessions = [self.session() for _ in range(count)]
-        url = f"{self.user.hub.url}/user/{self.user.name}/api/status"
-
-        def get(i: int) -> float:
-            started = time.perf_counter()
-            sessions[i].get(url, timeout=60).raise_for_status()
-            return time.perf_counter() - started
-
-        return at_once(count, get)
-
     def e2e(self) -> float:
         session = self.session()
         started = time.perf_counter()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 from traitlets import Bool, Dict, Float, Unicode, default, validate
@@ -26,6 +27,8 @@ from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
 from gpu_fraction.ledger import RebuildReport, rebuild
 from gpu_fraction.model import Allocation, Owner, SliceRequest
 from gpu_fraction.simulated import simulated
+
+from .lease import AllocatorLease, LeaseHeld, stable_identity
 
 #: Label on every pod that holds a slice, so the ledger can list just those pods.
 SLICE_LABEL = keys.PREFIX + "slice"
@@ -119,6 +122,28 @@ class GPUSliceManager(SingletonConfigurable):
         the jobs service releases slices when jobs end, so this only catches a job whose
         service never came back (killed with its node, say).""",
     )
+    lease_name = Unicode(
+        "ai-console-allocator",
+        config=True,
+        help="""Name of the coordination.k8s.io Lease (in `namespace`) the hub holds while it
+        hands out GPU slices, so that a second hub on the namespace cannot oversubscribe the
+        GPUs: it waits for the Lease and, while the first renews it, refuses to serve slices.
+        Run the hub as one replica with the Recreate strategy. Empty: no Lease (tests of one
+        hub only). Kubernetes only.""",
+    )
+    lease_duration = Float(
+        15.0,
+        config=True,
+        help="""Seconds the Lease lasts unless renewed (renewed every third of that). A hub
+        that replaces one that died waits at most this long before it serves slices.""",
+    )
+    lease_identity_file = Unicode(
+        "ai-console-allocator-id",
+        config=True,
+        help="""File (relative to the hub's working directory, its data directory) keeping
+        this hub's Lease identity, so a hub restarted in the same place takes its Lease back
+        at once instead of waiting for it to expire.""",
+    )
     reconcile_interval = Float(
         30.0,
         config=True,
@@ -151,6 +176,8 @@ class GPUSliceManager(SingletonConfigurable):
         self.inventory: Inventory | None = None
         self.rebuild_report: RebuildReport | None = None
         self.mps_nodes: frozenset[str] = frozenset()
+        #: The Lease that makes this hub the namespace's one allocator (Kubernetes).
+        self.lease: AllocatorLease | None = None
         self._reconcile_task: asyncio.Task | None = None
         #: allocation id -> when it was committed (or adopted), for the reconcile loop
         self._committed_at: dict[str, float] = {}
@@ -203,6 +230,7 @@ class GPUSliceManager(SingletonConfigurable):
             ", ".join(inventory.types()) or "none",
         )
         if self.inventory_source == "kubernetes":
+            await self._hold_lease()
             if self.startup_hook_configmap:
                 await self._ensure_startup_configmap()
             pods = await self._list_slice_pods()
@@ -227,6 +255,30 @@ class GPUSliceManager(SingletonConfigurable):
         return MpsSettings(
             pipe_directory=self.mps_pipe_directory, host_shm_directory=self.mps_shm_directory
         )
+
+    async def _hold_lease(self) -> None:
+        """Become the namespace's one allocator, or refuse to serve slices."""
+        if not self.lease_name or self.lease is not None:
+            return
+        from kubespawner.clients import load_config, shared_client
+
+        load_config()
+        lease = AllocatorLease(
+            shared_client("CoordinationV1Api"),
+            self.namespace,
+            self.lease_name,
+            stable_identity(Path(self.lease_identity_file)),
+            self.lease_duration,
+            self.log,
+        )
+        try:
+            await lease.acquire(wait=self.lease_duration + 1)
+        except LeaseHeld as err:
+            raise AllocationRefused(
+                f"another hub ({err.holder}) hands out the GPU slices of namespace "
+                f"{self.namespace}; run a single hub (one replica, Recreate strategy)"
+            ) from None
+        self.lease = lease
 
     async def _core_api(self) -> Any:
         from kubespawner.clients import load_config, shared_client
@@ -368,6 +420,13 @@ class GPUSliceManager(SingletonConfigurable):
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
             self._reconcile_task = None
+        if self.lease is not None:
+            self.lease.stop()
+
+    async def release_lease(self) -> None:
+        """Give the Lease up at a clean stop, so a successor need not wait for it."""
+        if self.lease is not None:
+            await self.lease.release()
 
     # --- what spawners and the allocation API call -------------------------------------------
 
@@ -378,6 +437,11 @@ class GPUSliceManager(SingletonConfigurable):
         caller that asks (a service), who alone may then commit and release it."""
         allocator = await self.ready()
         # No await from here on: the quota check and the placement are one step.
+        if self.lease is not None and not self.lease.valid():
+            raise AllocationRefused(
+                "this hub could not renew its GPU allocator lease (is another hub running, or "
+                "the API server unreachable?); try again in a moment"
+            )
         self._check_quota(owner.project, request.fraction)
         allocation = allocator.reserve(request, owner)
         if created_by is not None:

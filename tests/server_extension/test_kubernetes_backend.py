@@ -69,6 +69,19 @@ def record(home: Path, *sources: str, **fields) -> JobRecord:
     return JobRecord(**values)
 
 
+def server_pod(user: str, node: str) -> dict:
+    """The user's notebook server pod on ``node``, holding their home claim."""
+    claim = {"claimName": f"claim-{user}"}
+    return {
+        "metadata": {"name": f"jupyter-{user}"},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "notebook", "image": "scipy", "command": ["jupyterhub"]}],
+            "volumes": [{"name": "home", "persistentVolumeClaim": claim}],
+        },
+    }
+
+
 async def until(backend, job: JobRecord, states, timeout: float = 60):
     deadline = time.monotonic() + timeout
     while True:
@@ -188,15 +201,7 @@ async def test_a_readwriteonce_home_held_by_the_server_places_the_job_on_its_nod
         "node": None,
         "blocked": None,
     }
-    server = {
-        "metadata": {"name": "jupyter-bob"},
-        "spec": {
-            "nodeName": "node-2",
-            "containers": [{"name": "notebook", "image": "scipy", "command": ["jupyterhub"]}],
-            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-bob"}}],
-        },
-    }
-    cluster.admin.create("pods", server, cluster.namespace)
+    cluster.admin.create("pods", server_pod("bob", "node-2"), cluster.namespace)
     deadline = time.monotonic() + 30
     while (storage := await backend.storage("bob")).node is None:
         assert time.monotonic() < deadline, "the server pod never ran"
@@ -225,15 +230,7 @@ async def test_a_readwriteoncepod_home_in_use_refuses_the_job_and_says_why(clust
     the backend says so (the service answers 409 with it) instead of a Job stuck Pending."""
     cluster.add_volume("claim-carol", access_mode="ReadWriteOncePod")
     assert (await backend.storage("carol")).blocked is None  # nobody holds it yet
-    server = {
-        "metadata": {"name": "jupyter-carol"},
-        "spec": {
-            "nodeName": "node-1",
-            "containers": [{"name": "notebook", "image": "scipy", "command": ["jupyterhub"]}],
-            "volumes": [{"name": "home", "persistentVolumeClaim": {"claimName": "claim-carol"}}],
-        },
-    }
-    cluster.admin.create("pods", server, cluster.namespace)
+    cluster.admin.create("pods", server_pod("carol", "node-1"), cluster.namespace)
     deadline = time.monotonic() + 30
     while (storage := await backend.storage("carol")).blocked is None:
         assert time.monotonic() < deadline, "the server pod never ran"

@@ -64,6 +64,8 @@ def spawner_config(namespace: str, **settings: Any) -> Config:
     c.KubeSpawner.start_timeout = 30
     c.KubeSpawner.k8s_api_request_retry_timeout = 20
     c.GPUSliceManager.reconcile_interval = 0
+    # The test process's hub identity, outside the checkout (the hub keeps it in its data dir).
+    c.GPUSliceManager.lease_identity_file = "/tmp/ai-console-test-allocator-id"
     for key, value in settings.items():
         section, name = key.split("__")
         setattr(getattr(c, section), name, value)

@@ -11,6 +11,7 @@ import pytest
 
 from gpu_fraction import keys
 from gpu_fraction.annotations import to_annotations
+from gpu_fraction.errors import AllocationRefused
 from gpu_fraction.model import Owner, SliceRequest
 from spawner.manager import SLICE_LABEL, GPUSliceManager
 from spawner.slices import SliceRefused
@@ -140,3 +141,37 @@ async def test_200_concurrent_spawns_and_stops_with_10_percent_api_errors(kube):
     print(f"started {started} of {len(spawners)} with {injected} injected API errors")
     assert injected > 20, "the faults did not fire"
     assert len(spawners) - started <= injected
+
+
+async def test_a_second_hub_on_the_namespace_serves_no_slices(kube, tmp_path):
+    """Two hubs, one namespace: the Lease makes the first the only allocator. The second is
+    refused while the first renews it, and takes over once the first stops renewing."""
+    add_gpu_node(kube, "gpu-01", gpus=1)
+
+    def hub(name: str) -> GPUSliceManager:
+        config = spawner_config(
+            kube.namespace,
+            GPUSliceManager__lease_duration=3.0,
+            GPUSliceManager__lease_identity_file=str(tmp_path / f"{name}-id"),
+        )
+        return GPUSliceManager(config=config)
+
+    first, second = hub("first"), hub("second")
+    quarter = SliceRequest(gpu_type="RTX3090", fraction=Fraction(1, 4))
+    held = await first.reserve(quarter, Owner("notebook", "ann"))
+    await asyncio.sleep(2.5)  # past most of a lease duration: renewed meanwhile
+    with pytest.raises(AllocationRefused, match=r"another hub \(.*\) hands out the GPU slices"):
+        await second.ready()
+    lease = kube.admin.get("leases", "ai-console-allocator", kube.namespace)
+    assert lease["spec"]["holderIdentity"] == (tmp_path / "first-id").read_text().strip()
+    first.close()  # the first hub dies: it stops renewing
+    await second.ready()  # waits for the Lease to expire, then takes it
+    assert (await second.reserve(quarter, Owner("notebook", "bob"))).id != held.id
+    with pytest.raises(AllocationRefused, match="could not renew its GPU allocator lease"):
+        await first.reserve(quarter, Owner("notebook", "cid"))
+    # The Lease names the second hub now.
+    assert (
+        kube.admin.get("leases", "ai-console-allocator", kube.namespace)["spec"]["holderIdentity"]
+        == (tmp_path / "second-id").read_text().strip()
+    )
+    second.close()
