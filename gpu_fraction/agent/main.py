@@ -155,6 +155,7 @@ def _usages(processes: Sequence[OwnedProcess]) -> Iterator[ProcessUsage]:
             user=process.owner.user,
             allocation_id=process.owner.allocation_id,
             gpu_uuid=process.gpu_uuid,
+            start_ticks=process.owner.start_ticks,
         )
 
 
@@ -278,16 +279,18 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     metrics = AgentMetrics(args.node_name)
+    mapper = ProcessMapper(args.proc_root)
     policy = OverLimitPolicy(
         args.policy,
         grace_seconds=args.grace_seconds,
         kill_after_seconds=args.kill_after_seconds,
         tolerance_mib=args.tolerance_mib,
+        start_of=mapper.start_ticks,
     )
     agent = Agent(
         node_name=args.node_name,
         sampler=Sampler(),
-        mapper=ProcessMapper(args.proc_root),
+        mapper=mapper,
         policy=policy,
         metrics=metrics,
         publisher=_publisher(args),

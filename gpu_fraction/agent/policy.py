@@ -41,6 +41,8 @@ class ProcessUsage:
     user: str | None = None
     allocation_id: str | None = None
     gpu_uuid: str = ""
+    #: When the process started (see ``ProcessMapper.start_ticks``); None if unknown.
+    start_ticks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +91,7 @@ class OverLimitPolicy:
         on_event: Callable[[PolicyEvent], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
         kill: Callable[[int, int], None] = os.kill,
+        start_of: Callable[[int], int | None] | None = None,
     ) -> None:
         if action not in POLICY_ACTIONS:
             raise ValueError(f"policy action must be one of {', '.join(POLICY_ACTIONS)}")
@@ -101,76 +104,93 @@ class OverLimitPolicy:
         self.on_event = on_event
         self._clock = clock
         self._kill = kill
-        self._episodes: dict[int, _Episode] = {}
+        #: Reads a PID's start time again right before a signal (None: trust the sample).
+        self._start_of = start_of
+        self._episodes: dict[tuple[int, int | None], _Episode] = {}
 
     @property
     def over_limit_pids(self) -> frozenset[int]:
         """PIDs over their limit as of the last :meth:`observe`."""
-        return frozenset(self._episodes)
+        return frozenset(pid for pid, _ in self._episodes)
 
     def observe(self, usages: Iterable[ProcessUsage]) -> list[PolicyEvent]:
         """Apply the policy to this tick's processes; returns the events it produced."""
         now = self._clock()
         worst = self._worst_by_pid(usages)
-        # A PID that is gone is forgotten: if it comes back it is a new process.
-        for pid in set(self._episodes) - set(worst):
-            del self._episodes[pid]
+        # Episodes belong to a process (PID and start time): one that is gone is forgotten,
+        # and a new process that reuses its PID starts with a clean record.
+        for key in set(self._episodes) - set(worst):
+            del self._episodes[key]
         events: list[PolicyEvent] = []
-        for pid, usage in worst.items():
-            events.extend(self._step(pid, usage, now))
+        for key, usage in worst.items():
+            events.extend(self._step(key, usage, now))
         for event in events:
             self._emit(event)
         return events
 
-    def _worst_by_pid(self, usages: Iterable[ProcessUsage]) -> dict[int, ProcessUsage]:
+    def _worst_by_pid(
+        self, usages: Iterable[ProcessUsage]
+    ) -> dict[tuple[int, int | None], ProcessUsage]:
         # A process on several GPUs is judged by the GPU where it is furthest over (limits are
         # per GPU). Processes with no known limit are left out entirely.
-        worst: dict[int, ProcessUsage] = {}
+        worst: dict[tuple[int, int | None], ProcessUsage] = {}
         for usage in usages:
             if usage.limit_mib is None:
                 continue
-            current = worst.get(usage.pid)
+            key = (usage.pid, usage.start_ticks)
+            current = worst.get(key)
             if current is None or _excess(usage) > _excess(current):
-                worst[usage.pid] = usage
+                worst[key] = usage
         return worst
 
-    def _step(self, pid: int, usage: ProcessUsage, now: float) -> list[PolicyEvent]:
+    def _step(
+        self, key: tuple[int, int | None], usage: ProcessUsage, now: float
+    ) -> list[PolicyEvent]:
         assert usage.limit_mib is not None
-        episode = self._episodes.get(pid)
+        pid = usage.pid
+        episode = self._episodes.get(key)
         over = usage.used_mib > usage.limit_mib + self.tolerance_mib
         if not over and (episode is None or episode.term_sent_at is None):
             if episode is not None:
                 logger.info("pid %d is back under its GPU memory slice; timer reset", pid)
-                del self._episodes[pid]
+                del self._episodes[key]
             return []
         events: list[PolicyEvent] = []
         if episode is None:
-            episode = self._episodes[pid] = _Episode(since=now)
+            episode = self._episodes[key] = _Episode(since=now)
             events.append(self._event(EVENT_REPORT, usage, 0.0))
         if self.action != "terminate":
             return events
         over_for = now - episode.since
         if episode.term_sent_at is None:
-            if over_for >= self.grace_seconds and self._signal(pid, signal.SIGTERM):
+            if over_for >= self.grace_seconds and self._signal(usage, signal.SIGTERM):
                 episode.term_sent_at = now
                 events.append(self._event(EVENT_SIGTERM, usage, over_for))
             return events
         # Once SIGTERM is sent the process is on its way out: it gets SIGKILL if it still holds
         # GPU memory kill_after_seconds later, whether or not it dropped under the limit meanwhile.
         kill_due = not episode.kill_sent and now - episode.term_sent_at >= self.kill_after_seconds
-        if kill_due and self._signal(pid, signal.SIGKILL):
+        if kill_due and self._signal(usage, signal.SIGKILL):
             episode.kill_sent = True
             events.append(self._event(EVENT_SIGKILL, usage, over_for))
         return events
 
-    def _signal(self, pid: int, signum: int) -> bool:
+    def _signal(self, usage: ProcessUsage, signum: int) -> bool:
+        pid, key = usage.pid, (usage.pid, usage.start_ticks)
         if pid <= 1:  # never signal init or a process group by mistake
             logger.error("refusing to send signal %d to pid %d", signum, pid)
+            return False
+        # Looked at again just before the signal: the sampled process may have exited and its
+        # PID gone to another, which must never be killed for it.
+        recheck = self._start_of is not None and usage.start_ticks is not None
+        if recheck and self._start_of(pid) != usage.start_ticks:
+            logger.info("pid %d is another process now; not signalled", pid)
+            self._episodes.pop(key, None)
             return False
         try:
             self._kill(pid, signum)
         except ProcessLookupError:
-            self._episodes.pop(pid, None)
+            self._episodes.pop(key, None)
             return False
         except OSError as err:
             logger.error("cannot send signal %d to pid %d: %s", signum, pid, err)

@@ -57,6 +57,9 @@ class ProcessOwner:
     kind: str | None = None
     project: str | None = None
     name: str | None = None
+    #: When the process started (clock ticks since boot, ``/proc/<pid>/stat`` field 22): with
+    #: the PID, what tells this process from a later one that reuses its PID.
+    start_ticks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +113,17 @@ def _container_id(segment: str) -> str | None:
             text = text[len(prefix) :]
             break
     return text.lower() if _CONTAINER_ID.match(text) else None
+
+
+def parse_start_ticks(stat: bytes) -> int | None:
+    """Field 22 (starttime) of ``/proc/<pid>/stat``; the command name (field 2, in
+    parentheses) may hold spaces and parentheses, so fields are counted after its last ')'."""
+    text = stat.decode("ascii", "replace")
+    fields = text[text.rfind(")") + 1 :].split()
+    try:
+        return int(fields[19])  # field 3 is fields[0]
+    except (IndexError, ValueError):
+        return None
 
 
 def parse_environ(data: bytes) -> dict[str, str]:
@@ -170,7 +184,14 @@ class ProcessMapper:
             pod_uid, container_id = parse_cgroup(cgroup.decode("utf-8", "replace"))
         environ = self._read(base / "environ")
         owner = ProcessOwner() if environ is None else owner_from_environ(parse_environ(environ))
-        return replace(owner, pod_uid=pod_uid, container_id=container_id)
+        return replace(
+            owner, pod_uid=pod_uid, container_id=container_id, start_ticks=self.start_ticks(pid)
+        )
+
+    def start_ticks(self, pid: int) -> int | None:
+        """When ``pid`` started, or None if it is gone (or unreadable)."""
+        stat = self._read(self.proc_root / str(int(pid)) / "stat")
+        return None if stat is None else parse_start_ticks(stat)
 
     def attribute(self, sample: NodeSample) -> list[OwnedProcess]:
         """Every process of every GPU in ``sample`` with its owner (each PID read once)."""

@@ -254,3 +254,27 @@ def test_bad_settings_are_refused() -> None:
         OverLimitPolicy("shout")
     with pytest.raises(ValueError):
         OverLimitPolicy("report", grace_seconds=-1)
+
+
+def test_a_reused_pid_is_never_signalled_for_the_process_that_had_it(
+    clock: FakeClock, kill: FakeKill
+) -> None:
+    """Episodes belong to a process (PID and start time), and the start time is read again
+    just before a signal: if the PID went to another process meanwhile, nobody is killed."""
+    starts = {4321: 1000}
+    policy = OverLimitPolicy(
+        "terminate", grace_seconds=30, clock=clock, kill=kill, start_of=starts.get
+    )
+    old = ProcessUsage(pid=4321, used_mib=7000, limit_mib=6144, start_ticks=1000)
+    policy.observe([old])
+    clock.now = 31.0
+    starts[4321] = 2000  # the sampled process exited; a new one got its PID
+    assert policy.observe([old]) == [] and kill.sent == []
+    # The new process is over its own limit: it starts its own grace period.
+    new = ProcessUsage(pid=4321, used_mib=7000, limit_mib=6144, start_ticks=2000)
+    assert [e.action for e in policy.observe([new])] == ["report"]
+    clock.now = 50.0
+    assert policy.observe([new]) == [] and kill.sent == []  # 19 s in: still within grace
+    clock.now = 62.0
+    assert [e.action for e in policy.observe([new])] == ["sigterm"]
+    assert kill.sent == [(4321, signal.SIGTERM)]

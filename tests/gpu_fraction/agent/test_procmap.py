@@ -170,3 +170,37 @@ def test_attribute_joins_samples_with_owners(fake_proc: FakeProc) -> None:
     ]
     assert owned[0].owner.allocation_id == "alloc-7"
     assert owned[2].owner == ProcessOwner()
+
+
+def test_start_ticks_are_read_past_a_command_name_with_spaces_and_parentheses(tmp_path) -> None:
+    """Field 22 of /proc/<pid>/stat, counted after the last ')' of the command name."""
+    from gpu_fraction.agent.procmap import ProcessMapper, parse_start_ticks
+
+    rest = " ".join(str(n) for n in range(3, 53)).replace(" 22 ", " 987654 ")
+    stat = f"4321 (python (train) x) {rest}\n".encode()
+    assert parse_start_ticks(stat) == 987654
+    assert parse_start_ticks(b"garbage") is None
+    (tmp_path / "4321").mkdir()
+    (tmp_path / "4321" / "stat").write_bytes(stat)
+    mapper = ProcessMapper(tmp_path)
+    assert mapper.start_ticks(4321) == 987654 and mapper.owner(4321).start_ticks == 987654
+    assert mapper.start_ticks(999) is None
+
+
+def test_start_ticks_of_a_real_process_tell_it_from_a_later_one() -> None:
+    import subprocess
+    import sys
+
+    from gpu_fraction.agent.procmap import ProcessMapper
+
+    mapper = ProcessMapper("/proc")
+    first = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        ticks = mapper.start_ticks(first.pid)
+        assert isinstance(ticks, int) and ticks > 0
+        assert mapper.start_ticks(first.pid) == ticks  # stable while it lives
+    finally:
+        first.kill()
+        first.wait()
+    # Gone (None), or its PID reused by a process that started later: never the same ticks.
+    assert mapper.start_ticks(first.pid) != ticks
