@@ -85,6 +85,16 @@ def format_fraction(amount: Fraction) -> str:
     return str(amount)
 
 
+def format_gpus(amount: Fraction) -> str:
+    """A GPU count for messages: ``2``, ``1/4``, ``1.75``."""
+    amount = Fraction(amount)
+    if amount.denominator == 1:
+        return str(amount.numerator)
+    if amount < 1:
+        return str(amount)
+    return f"{float(amount):.2f}".rstrip("0").rstrip(".")
+
+
 _TYPE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 

@@ -21,6 +21,8 @@ from fractions import Fraction
 from html import escape
 from typing import Any
 
+from gpu_fraction.model import format_gpus
+
 from .model import AiConsoleConfig, Flavor, Image, Profile, Project
 
 
@@ -270,22 +272,14 @@ def _check_quota(project: Project, need: Fraction, what: str, kind: str, used: F
         )
     if used >= quota:
         raise SpawnRefused(
-            f"Project {project.slug} already uses {gpus(used)} of its {gpus(quota)} GPUs; {advice}"
+            f"Project {project.slug} already uses {format_gpus(used)} of its "
+            f"{format_gpus(quota)} GPUs; {advice}"
         )
     raise SpawnRefused(
-        f"Project {project.slug} already uses {gpus(used)} of its {gpus(quota)} GPUs and "
-        f"{what} needs {gpus(need)} more; pick a smaller {kind}, {advice}"
+        f"Project {project.slug} already uses {format_gpus(used)} of its "
+        f"{format_gpus(quota)} GPUs and {what} needs {format_gpus(need)} more; "
+        f"pick a smaller {kind}, {advice}"
     )
-
-
-def gpus(amount: Fraction) -> str:
-    """A GPU count for messages: ``2``, ``1/4``, ``1.75``."""
-    amount = Fraction(amount)
-    if amount.denominator == 1:
-        return str(amount.numerator)
-    if amount < 1:
-        return str(amount)
-    return f"{float(amount):.2f}".rstrip("0").rstrip(".")
 
 
 # --- notebook jobs --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from gpu_fraction.enforcement import MpsSettings, startup_configmap_data
 from gpu_fraction.errors import AllocationRefused, AnnotationError
 from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
 from gpu_fraction.ledger import RebuildReport, rebuild
-from gpu_fraction.model import Allocation, Owner, SliceRequest
+from gpu_fraction.model import Allocation, Owner, SliceRequest, format_gpus
 from gpu_fraction.simulated import simulated
 
 from .lease import AllocatorLease, LeaseHeld, stable_identity
@@ -476,8 +476,8 @@ class GPUSliceManager(SingletonConfigurable):
         quota, used = Fraction(quota_text), self.in_use_by_project(project)
         if used + need > quota:
             raise AllocationRefused(
-                f"project {project} holds {_gpus(used)} of its {_gpus(quota)} GPU quota; "
-                f"{_gpus(need)} more would exceed it"
+                f"project {project} holds {format_gpus(used)} of its {format_gpus(quota)} GPU "
+                f"quota; {format_gpus(need)} more would exceed it"
             )
 
     def commit(self, allocation_id: str) -> Allocation:
@@ -528,7 +528,3 @@ class GPUSliceManager(SingletonConfigurable):
     async def capacity(self) -> dict[str, dict[Fraction, int]]:
         allocator = await self.ready()
         return allocator.capacity()
-
-
-def _gpus(amount: Fraction) -> str:
-    return str(amount.numerator) if amount.denominator == 1 else str(amount)

@@ -9,10 +9,10 @@ from fractions import Fraction
 
 import pytest
 
+from gpu_fraction.model import format_gpus
 from hub_config.access import (
     SpawnRefused,
     check_spawn,
-    gpus,
     kubespawner_profile_list,
     profiles_for,
     projects_administered_by,
@@ -225,7 +225,12 @@ def test_image_not_allowed_for_the_chosen_project() -> None:
 
 
 def test_gpus_text() -> None:
-    assert [gpus(Fraction(x)) for x in ("2", "1/4", "7/4", "4/3")] == ["2", "1/4", "1.75", "1.33"]
+    assert [format_gpus(Fraction(x)) for x in ("2", "1/4", "7/4", "4/3")] == [
+        "2",
+        "1/4",
+        "1.75",
+        "1.33",
+    ]
 
 
 # --- KubeSpawner profile_list -----------------------------------------------------------------
