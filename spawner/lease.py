@@ -60,7 +60,8 @@ def _parse(text: str | None) -> datetime.datetime | None:
 
 
 class AllocatorLease:
-    """Acquire, renew and release one Lease through a ``CoordinationV1Api`` client."""
+    """Acquire and renew one Lease through a ``CoordinationV1Api`` client (it is never given
+    up: a hub that stops lets it expire, and one restarted in place takes it back at once)."""
 
     def __init__(
         self,
@@ -157,22 +158,6 @@ class AllocatorLease:
                     holder,
                     self.name,
                 )
-
-    async def release(self) -> None:
-        """Give the Lease up (a clean stop), so another hub need not wait for it to expire."""
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
-        if not self.valid():
-            return
-        self._valid_until = 0.0
-        try:
-            current = await self._read()
-            if (current.get("spec") or {}).get("holderIdentity") == self.identity:
-                current["spec"]["holderIdentity"] = None
-                await self.api.replace_namespaced_lease(self.name, self.namespace, current)
-        except Exception:
-            self.log.warning("could not release the GPU allocator lease %s", self.name)
 
     def stop(self) -> None:
         """Stop renewing (the process is going away); the Lease expires by itself."""

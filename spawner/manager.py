@@ -423,11 +423,6 @@ class GPUSliceManager(SingletonConfigurable):
         if self.lease is not None:
             self.lease.stop()
 
-    async def release_lease(self) -> None:
-        """Give the Lease up at a clean stop, so a successor need not wait for it."""
-        if self.lease is not None:
-            await self.lease.release()
-
     # --- what spawners and the allocation API call -------------------------------------------
 
     async def reserve(
