@@ -16,14 +16,15 @@ from jupyterhub.services.auth import HubAuthenticated
 from tornado import web
 
 from .access import Caller
+from .json_api import JSONHandler
 from .manager import JobsManager
 from .model import JOB_FILES, JOB_ID_RE, OUTPUT_FORMATS, JobInputError, Status
 from .store import JobRecord
 from .uploads import upload_route
 
 
-class JobsAPIHandler(HubAuthenticated, web.RequestHandler):
-    """JSON in and out; errors as ``{"message", "field"}``."""
+class JobsAPIHandler(HubAuthenticated, JSONHandler):
+    """JSON in and out, for the caller's hub token."""
 
     @property
     def manager(self) -> JobsManager:
@@ -33,21 +34,9 @@ class JobsAPIHandler(HubAuthenticated, web.RequestHandler):
     def hub_auth(self):
         return self.settings["hub_auth"]
 
-    def check_xsrf_cookie(self) -> None:
-        pass  # token-authenticated API; no cookies are accepted
-
     @property
     def caller(self) -> Caller:
         return Caller.from_model(self.current_user)
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        field = None
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message, "field": field}))
 
     def send(self, status: int, body: Any) -> None:
         self.set_status(status)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from typing import Any
 
 from tornado import web
 
 from server_extension.output_sender import ENV_UPLOAD_TOKEN, ENV_UPLOAD_URL
 
+from .json_api import JSONHandler
 from .model import JOB_FILES, JOB_ID_RE, OUTPUT_FORMATS
 
 
@@ -47,19 +47,8 @@ def runner_environment(keys: UploadKeys | None, url: str, job_id: str) -> dict[s
     }
 
 
-class OutputUploadHandler(web.RequestHandler):
+class OutputUploadHandler(JSONHandler):
     """``PUT <prefix>/api/jobs/<id>/outputs/<ipynb|html>``, ``Authorization: Bearer <token>``."""
-
-    def check_xsrf_cookie(self) -> None:
-        pass  # token-authenticated; no cookies are accepted
-
-    def write_error(self, status_code: int, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = self._reason
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps({"message": message, "field": None}))
 
     async def put(self, job_id: str, fmt: str) -> None:
         keys: UploadKeys | None = self.settings["upload_keys"]
