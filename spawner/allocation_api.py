@@ -162,15 +162,20 @@ class AllocationsHandler(SliceAPIHandler):
         if not everyone and SCOPE_GPU_MAP not in self.parsed_scopes:  # not even filtered
             raise web.HTTPError(403, f"Action requires the scope {SCOPE_GPU_MAP}")
         allocator = await self.slice_manager.ready()
+        visible: dict[str, bool] = {}  # user -> covered by the filter (a database look each)
+
+        def shows(user: str) -> bool:
+            if everyone:
+                return True
+            if user not in visible:
+                scope = f"{SCOPE_GPU_MAP}!user={user}"
+                visible[user] = has_scope(scope, self.parsed_scopes, db=self.db)
+            return visible[user]
+
         gpus = []
         for row in allocator.usage():
             gpu = row["gpu"]
-            shown = [
-                a
-                for a in row["allocations"]
-                if everyone
-                or has_scope(f"{SCOPE_GPU_MAP}!user={a.owner.user}", self.parsed_scopes, db=self.db)
-            ]
+            shown = [a for a in row["allocations"] if shows(a.owner.user)]
             gpus.append(
                 {
                     "node": gpu.node,
