@@ -22,16 +22,12 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from .kube_api import DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE, KubeAPI
 from .metrics import AgentMetrics, MetricsServer
+from .pods import PodSlices
 from .policy import POLICY_ACTIONS, OverLimitPolicy, PolicyEvent, ProcessUsage
 from .procmap import DEFAULT_PROC_ROOT, OwnedProcess, ProcessMapper
-from .publish import (
-    DEFAULT_CA_FILE,
-    DEFAULT_TOKEN_FILE,
-    FilePublisher,
-    NodeAnnotationPublisher,
-    Publisher,
-)
+from .publish import FilePublisher, NodeAnnotationPublisher, Publisher
 from .sampler import NodeSample, Sampler, published_gpus
 
 logger = logging.getLogger("gpu_fraction.agent")
@@ -148,14 +144,20 @@ class Agent:
 
 def _usages(processes: Sequence[OwnedProcess]) -> Iterator[ProcessUsage]:
     for process in processes:
+        owner = process.owner
+        limit = owner.memory_limit_mib
+        if limit is not None and owner.gpu_uuids and process.gpu_uuid not in owner.gpu_uuids:
+            limit = 0  # a GPU the slice was not given: it may hold nothing there
         yield ProcessUsage(
             pid=process.pid,
             used_mib=process.used_memory_mib,
-            limit_mib=process.owner.memory_limit_mib,
-            user=process.owner.user,
-            allocation_id=process.owner.allocation_id,
+            limit_mib=limit,
+            user=owner.user,
+            allocation_id=owner.allocation_id,
             gpu_uuid=process.gpu_uuid,
-            start_ticks=process.owner.start_ticks,
+            start_ticks=owner.start_ticks,
+            # Every process of one pod shares its slice (each kernel, each worker).
+            slice_key=owner.pod_uid or owner.allocation_id,
         )
 
 
@@ -166,7 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Node agent: samples every NVIDIA GPU on this machine with NVML, maps each GPU "
             "process to the pod or local server that owns it, exports Prometheus metrics and "
-            "acts on processes that use more GPU memory than their slice."
+            "acts on slices whose processes together use more GPU memory than the slice holds."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -183,15 +185,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--policy",
         choices=POLICY_ACTIONS,
         default="report",
-        help="what to do about a process over its GPU memory slice: 'report' logs it and counts "
-        "it in the metrics; 'terminate' also sends it SIGTERM after --grace-seconds over the "
-        "limit and SIGKILL --kill-after-seconds later",
+        help="what to do about a slice whose processes together use more GPU memory than it "
+        "holds: 'report' logs it and counts it in the metrics; 'terminate' also sends its "
+        "largest processes (as many as it takes for the rest to fit) SIGTERM after "
+        "--grace-seconds over the limit and SIGKILL --kill-after-seconds later",
     )
     parser.add_argument(
         "--grace-seconds",
         type=_non_negative_float,
         default=30.0,
-        help="seconds a process must stay over its slice before 'terminate' sends SIGTERM; "
+        help="seconds a slice must stay over its limit before 'terminate' sends SIGTERM; "
         "dropping back under resets the timer",
     )
     parser.add_argument(
@@ -204,8 +207,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--tolerance-mib",
         type=_non_negative_int,
         default=512,
-        help="MiB a process may exceed its slice before it counts as over the limit; NVML "
-        "counts the CUDA context (a few hundred MiB), which framework memory caps do not",
+        help="MiB a slice (all its processes on one GPU, summed) may exceed its limit before "
+        "it counts as over; NVML counts each process's CUDA context (a few hundred MiB), which "
+        "framework memory caps do not",
+    )
+    parser.add_argument(
+        "--owners",
+        choices=("auto", "pods", "environ"),
+        default="auto",
+        help="where a GPU process's slice (limit and owner) is read: 'pods' from the "
+        "annotations of the pod its cgroup names, listed through the Kubernetes API (needs "
+        "'list' on pods), so users cannot exempt or disguise their processes; 'environ' from "
+        "the process's own environment, for the single-machine hub, whose servers have no pod; "
+        "'auto' is 'pods' inside a pod ($KUBERNETES_SERVICE_HOST set) and 'environ' elsewhere",
     )
     parser.add_argument(
         "--proc-root",
@@ -233,18 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--kube-api-url",
         default=None,
-        help="Kubernetes API base URL for --publish node; unset means "
+        help="Kubernetes API base URL for --publish node and --owners pods; unset means "
         "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT",
     )
     parser.add_argument(
         "--kube-token-file",
         default=DEFAULT_TOKEN_FILE,
-        help="bearer token for --publish node",
+        help="bearer token for --publish node and --owners pods",
     )
     parser.add_argument(
         "--kube-ca-file",
         default=DEFAULT_CA_FILE,
-        help="CA bundle that signs the API server's certificate, for --publish node",
+        help="CA bundle that signs the API server's certificate, for --publish node and "
+        "--owners pods",
     )
     parser.add_argument(
         "--no-gpu",
@@ -279,7 +294,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     metrics = AgentMetrics(args.node_name)
-    mapper = ProcessMapper(args.proc_root)
+    api = KubeAPI(
+        base_url=args.kube_api_url, token_file=args.kube_token_file, ca_file=args.kube_ca_file
+    )
+    mapper = ProcessMapper(args.proc_root, pods=_pod_slices(args, api))
     policy = OverLimitPolicy(
         args.policy,
         grace_seconds=args.grace_seconds,
@@ -293,7 +311,7 @@ def _run(args: argparse.Namespace) -> int:
         mapper=mapper,
         policy=policy,
         metrics=metrics,
-        publisher=_publisher(args),
+        publisher=_publisher(args, api),
     )
     reason = agent.start()
     if reason is not None:
@@ -321,12 +339,13 @@ def _serve(agent: Agent, args: argparse.Namespace) -> int:
         logger.error("cannot serve metrics on %s:%s: %s", args.listen, args.port, err)
         return 1
     logger.info(
-        "agent for node %s: metrics on http://%s:%d/metrics, every %gs, policy %s",
+        "agent for node %s: metrics on http://%s:%d/metrics, every %gs, policy %s, slices from %s",
         agent.node_name,
         args.listen,
         server.port,
         args.interval,
         args.policy,
+        "the node's pods" if agent.mapper.pods is not None else "processes' environments",
     )
     stop = threading.Event()
     try:
@@ -358,17 +377,20 @@ def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def _publisher(args: argparse.Namespace) -> Publisher | None:
+def _publisher(args: argparse.Namespace, api: KubeAPI) -> Publisher | None:
     if args.publish == "file":
         return FilePublisher(args.publish_file)
     if args.publish == "node":
-        return NodeAnnotationPublisher(
-            args.node_name,
-            base_url=args.kube_api_url,
-            token_file=args.kube_token_file,
-            ca_file=args.kube_ca_file,
-        )
+        return NodeAnnotationPublisher(args.node_name, api=api)
     return None
+
+
+def _pod_slices(args: argparse.Namespace, api: KubeAPI) -> PodSlices | None:
+    """The pods' annotations as the source of slices, unless processes' environments are."""
+    owners = args.owners
+    if owners == "auto":
+        owners = "pods" if os.environ.get("KUBERNETES_SERVICE_HOST") else "environ"
+    return PodSlices(api, args.node_name) if owners == "pods" else None
 
 
 @contextmanager

@@ -109,12 +109,14 @@ def _families(node: str, snap: _Snapshot | None) -> Iterator[Metric]:
     )
     limit = GaugeMetricFamily(
         "ai_console_slice_memory_limit_mib",
-        "GPU memory slice of an allocation on one GPU, MiB (from its processes' environment).",
+        "GPU memory slice of an allocation on one GPU, MiB (from its pod's annotations; "
+        "from its processes' environment on the single-machine hub).",
         labels=SLICE_LABELS,
     )
     over = GaugeMetricFamily(
         "ai_console_processes_over_limit",
-        "Processes currently using more GPU memory than their slice (plus tolerance).",
+        "Processes of slices whose processes together use more GPU memory than the slice "
+        "(plus tolerance).",
         labels=("node",),
     )
     gpus = GaugeMetricFamily(

@@ -1,25 +1,31 @@
 """Map a GPU process (by PID) to who owns it: its pod, its allocation and its user.
 
-Two sources under the proc root (``/proc`` on a node; the agent's DaemonSet needs ``hostPID`` so
+Sources under the proc root (``/proc`` on a node; the agent's DaemonSet needs ``hostPID`` so
 that NVML's PIDs are visible there):
 
-* ``<pid>/cgroup`` names the Kubernetes pod UID and container ID, for pods;
+* ``<pid>/cgroup`` names the Kubernetes pod UID and container ID. On Kubernetes the slice
+  (limit, allocation, owner) then comes from that pod's annotations (``pods.PodSlices``),
+  which the pod's user cannot change; the environment is not read at all, since
+  ``env -u AI_CONSOLE_GPU_MEMORY_MIB`` or a borrowed ``AI_CONSOLE_OWNER_USER`` would otherwise
+  exempt a process or blame someone else.
 * ``<pid>/environ`` holds the allocation environment the spawner wrote (``AI_CONSOLE_...``) and
-  ``JUPYTERHUB_USER``/``JUPYTERHUB_SERVER_NAME``, the only clue for local servers started by the
-  single-machine hub, which have no pod.
+  ``JUPYTERHUB_USER``/``JUPYTERHUB_SERVER_NAME``: the fallback for the single-machine hub, whose
+  local servers have no pod. A process inherits its parent's environment, so a PyTorch worker
+  spawned by a kernel maps to the kernel's slice.
+* ``<pid>/stat`` tells when the process started, which with the PID tells it from a later one.
 
-A process inherits its parent's environment, so a PyTorch worker spawned by a kernel maps to the
-kernel's slice. A file that cannot be read (the process exited, permission denied) leaves the
-fields it would have filled unknown (``None``); mapping never raises.
+A file that cannot be read (the process exited, permission denied) leaves the fields it would
+have filled unknown (``None``); mapping never raises.
 """
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Protocol
 
 from .. import keys
 from .sampler import NodeSample
@@ -60,6 +66,14 @@ class ProcessOwner:
     #: When the process started (clock ticks since boot, ``/proc/<pid>/stat`` field 22): with
     #: the PID, what tells this process from a later one that reuses its PID.
     start_ticks: int | None = None
+    #: The GPUs the slice was given (known from a pod's annotations); empty when unknown.
+    gpu_uuids: tuple[str, ...] = ()
+
+
+class PodOwners(Protocol):
+    """Where the owners of pods come from (``pods.PodSlices`` on Kubernetes)."""
+
+    def owners(self, pod_uids: Iterable[str]) -> dict[str, ProcessOwner]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,20 +184,54 @@ def _positive_int(value: str | None) -> int | None:
 
 
 class ProcessMapper:
-    """Reads owners from a proc tree (``/proc`` by default; tests point it at a fake one)."""
+    """Reads owners from a proc tree (``/proc`` by default; tests point it at a fake one).
 
-    def __init__(self, proc_root: str | Path = DEFAULT_PROC_ROOT) -> None:
+    With ``pods`` (on Kubernetes) a process's slice comes from its pod only; without, from its
+    environment (the single-machine hub).
+    """
+
+    def __init__(
+        self, proc_root: str | Path = DEFAULT_PROC_ROOT, pods: PodOwners | None = None
+    ) -> None:
         self.proc_root = Path(proc_root)
+        self.pods = pods
 
     def owner(self, pid: int) -> ProcessOwner:
         """The owner of ``pid``; fields that cannot be read stay ``None``."""
+        return self._owners([pid])[pid]
+
+    def _owners(self, pids: Iterable[int]) -> dict[int, ProcessOwner]:
+        local = {pid: self._local_owner(pid) for pid in pids}
+        if self.pods is None:
+            return local
+        uids = {o.pod_uid for o in local.values() if o.pod_uid}
+        by_pod = self.pods.owners(uids) if uids else {}
+        owners: dict[int, ProcessOwner] = {}
+        for pid, found in local.items():
+            pod = by_pod.get(found.pod_uid or "")
+            # Outside any pod (a host process) a process has no slice on Kubernetes.
+            base = pod if pod is not None else ProcessOwner()
+            owners[pid] = replace(
+                base,
+                pod_uid=found.pod_uid,
+                container_id=found.container_id,
+                start_ticks=found.start_ticks,
+            )
+        return owners
+
+    def _local_owner(self, pid: int) -> ProcessOwner:
+        """What the proc tree tells: the cgroup's pod, the start time and (without ``pods``)
+        the environment's slice."""
         base = self.proc_root / str(int(pid))
         pod_uid = container_id = None
         cgroup = self._read(base / "cgroup")
         if cgroup is not None:
             pod_uid, container_id = parse_cgroup(cgroup.decode("utf-8", "replace"))
-        environ = self._read(base / "environ")
-        owner = ProcessOwner() if environ is None else owner_from_environ(parse_environ(environ))
+        owner = ProcessOwner()
+        if self.pods is None:
+            environ = self._read(base / "environ")
+            if environ is not None:
+                owner = owner_from_environ(parse_environ(environ))
         return replace(
             owner, pod_uid=pod_uid, container_id=container_id, start_ticks=self.start_ticks(pid)
         )
@@ -194,13 +242,12 @@ class ProcessMapper:
         return None if stat is None else parse_start_ticks(stat)
 
     def attribute(self, sample: NodeSample) -> list[OwnedProcess]:
-        """Every process of every GPU in ``sample`` with its owner (each PID read once)."""
-        owners: dict[int, ProcessOwner] = {}
+        """Every process of every GPU in ``sample`` with its owner (each PID read once, the
+        node's pods listed at most once)."""
+        owners = self._owners({p.pid for gpu in sample.gpus for p in gpu.processes})
         result: list[OwnedProcess] = []
         for gpu in sample.gpus:
             for process in gpu.processes:
-                if process.pid not in owners:
-                    owners[process.pid] = self.owner(process.pid)
                 result.append(
                     OwnedProcess(
                         pid=process.pid,

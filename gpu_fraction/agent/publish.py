@@ -12,22 +12,16 @@ import contextlib
 import json
 import logging
 import os
-import ssl
 import tempfile
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
 from .. import keys
+from .kube_api import DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE, KubeAPI, KubeAPIError
 
 logger = logging.getLogger(__name__)
-
-SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
-DEFAULT_TOKEN_FILE = SERVICE_ACCOUNT_DIR + "/token"
-DEFAULT_CA_FILE = SERVICE_ACCOUNT_DIR + "/ca.crt"
 
 GpuList = Sequence[Mapping[str, Any]]
 
@@ -87,17 +81,15 @@ class FilePublisher:
 
 
 class NodeAnnotationPublisher:
-    """Patches ``/api/v1/nodes/<name>`` with the annotation, as the pod's service account.
-
-    ``base_url`` defaults to ``https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT``; the
-    token is re-read on every publish because bound service-account tokens are rotated. The
-    service account needs ``patch`` on ``nodes``.
-    """
+    """Patches ``/api/v1/nodes/<name>`` with the annotation, as the pod's service account
+    (``api``, or one built from the other arguments; see :class:`KubeAPI`). The service
+    account needs ``patch`` on ``nodes``."""
 
     def __init__(
         self,
         node_name: str,
         *,
+        api: KubeAPI | None = None,
         base_url: str | None = None,
         token_file: str | Path = DEFAULT_TOKEN_FILE,
         ca_file: str | Path | None = DEFAULT_CA_FILE,
@@ -105,80 +97,29 @@ class NodeAnnotationPublisher:
         environ: Mapping[str, str] | None = None,
     ) -> None:
         self.node_name = node_name
-        self.base_url = base_url or _in_cluster_url(os.environ if environ is None else environ)
-        self.token_file = Path(token_file)
-        self.ca_file = Path(ca_file) if ca_file else None
-        self.timeout = timeout
+        self.api = api or KubeAPI(
+            base_url=base_url,
+            token_file=token_file,
+            ca_file=ca_file,
+            timeout=timeout,
+            environ=environ,
+        )
+
+    @property
+    def base_url(self) -> str | None:
+        return self.api.base_url
 
     def describe(self) -> str:
-        return f"node {self.node_name} at {self.base_url or '(no API server configured)'}"
+        return f"node {self.node_name} at {self.api.describe()}"
 
     def publish(self, gpus: GpuList) -> bool:
-        if not self.base_url:
-            logger.error(
-                "cannot publish GPUs to node %s: KUBERNETES_SERVICE_HOST is not set "
-                "(is the agent running in a pod?)",
-                self.node_name,
-            )
-            return False
-        url = f"{self.base_url.rstrip('/')}/api/v1/nodes/{urllib.parse.quote(self.node_name)}"
-        headers = {
-            "Content-Type": "application/merge-patch+json",
-            "Accept": "application/json",
-        }
-        token = self._token()
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        body = json.dumps(node_patch(gpus)).encode("utf-8")
-        request = urllib.request.Request(url, data=body, headers=headers, method="PATCH")
+        path = f"/api/v1/nodes/{urllib.parse.quote(self.node_name)}"
         try:
-            with urllib.request.urlopen(
-                request, timeout=self.timeout, context=self._ssl_context(url)
-            ) as response:
-                response.read()
-        except urllib.error.HTTPError as err:
-            detail = _error_detail(err)
-            logger.error(
-                "cannot publish GPUs to node %s: HTTP %d %s", self.node_name, err.code, detail
+            self.api.request(
+                "PATCH", path, node_patch(gpus), content_type="application/merge-patch+json"
             )
-            return False
-        except (urllib.error.URLError, OSError, ValueError) as err:
+        except KubeAPIError as err:
             logger.error("cannot publish GPUs to node %s: %s", self.node_name, err)
             return False
         logger.info("published %d GPU(s) to node %s", len(gpus), self.node_name)
         return True
-
-    def _token(self) -> str | None:
-        try:
-            return self.token_file.read_text(encoding="utf-8").strip() or None
-        except OSError as err:
-            logger.warning("no service-account token at %s (%s)", self.token_file, err)
-            return None
-
-    def _ssl_context(self, url: str) -> ssl.SSLContext | None:
-        if not url.startswith("https:"):
-            return None
-        if self.ca_file is not None and self.ca_file.exists():
-            return ssl.create_default_context(cafile=str(self.ca_file))
-        return ssl.create_default_context()
-
-
-def _in_cluster_url(environ: Mapping[str, str]) -> str | None:
-    host = environ.get("KUBERNETES_SERVICE_HOST")
-    if not host:
-        return None
-    port = environ.get("KUBERNETES_SERVICE_PORT", "443")
-    if ":" in host:  # an IPv6 address needs brackets in a URL
-        host = f"[{host}]"
-    return f"https://{host}:{port}"
-
-
-def _error_detail(err: urllib.error.HTTPError) -> str:
-    """The API server's Status message when there is one (it says what RBAC refused)."""
-    try:
-        payload = json.loads(err.read().decode("utf-8", "replace") or "{}")
-    except (ValueError, OSError):
-        return str(err.reason)
-    if isinstance(payload, dict) and payload.get("message"):
-        return str(payload["message"])
-    return str(err.reason)

@@ -46,11 +46,6 @@ def documented_rbac(path: Path, kind: str) -> list[dict]:
     return [{**d, "metadata": {"name": d["metadata"]["name"]}} for d in docs if d["kind"] == kind]
 
 
-def hub_rbac(kind: str) -> list[dict]:
-    """The hub's documented ``Role`` or ``ClusterRole`` objects."""
-    return documented_rbac(HUB_RBAC, kind)
-
-
 def reset_client_caches(load: bool) -> None:
     """Forget the Kubernetes client configuration KubeSpawner caches (and load KUBECONFIG)."""
     from kubernetes_asyncio.client import Configuration
@@ -92,9 +87,6 @@ class Cluster:
             "runtimeclasses",
             {"metadata": {"name": "nvidia"}, "handler": "nvidia"},
         )
-        # Cluster-scoped, so made once; each test's hub gets its own binding to them.
-        for role in hub_rbac("ClusterRole"):
-            self.admin.create("clusterroles", role)
 
     def stop(self) -> None:
         self.proxy.stop()
@@ -116,6 +108,7 @@ class TestCluster:
         self.faults = cluster.proxy.faults
         self._nodes: list[str] = []
         self._removers: list[Callable[[], None]] = []
+        self._cluster_bindings: list[str] = []
         self.hub_token = ""
         self.hub_kubeconfig = folder / "hub.kubeconfig"
 
@@ -143,9 +136,12 @@ class TestCluster:
             self.admin.create("rolebindings", binding, ns)
         for role in documented_rbac(rbac, "ClusterRole"):
             name = role["metadata"]["name"]
+            if self.admin.get("clusterroles", name) is None:  # cluster-scoped: made once
+                self.admin.create("clusterroles", role)
             ref = {"apiGroup": RBAC_GROUP, "kind": "ClusterRole", "name": name}
             binding = {"metadata": {"name": f"{name}-{ns}"}, "roleRef": ref, "subjects": subject}
             self.admin.create("clusterrolebindings", binding)
+            self._cluster_bindings.append(f"{name}-{ns}")
         token = self.cluster.plane.service_account_token(ns, account)
         self.cluster.plane.write_kubeconfig(
             kubeconfig, Credentials(token=token), url=self.cluster.proxy.url
@@ -245,8 +241,7 @@ class TestCluster:
             self.kubelet.remove_node(name)
         with contextlib.suppress(ApiError):
             self.admin.delete("namespaces", self.namespace)
-        for role in hub_rbac("ClusterRole"):
-            name = f"{role['metadata']['name']}-{self.namespace}"
+        for name in self._cluster_bindings:
             with contextlib.suppress(ApiError):
                 self.admin.delete("clusterrolebindings", name)
 

@@ -115,6 +115,8 @@ def test_event_carries_who_and_how_much(
             limit_mib=6144,
             gpu_uuid="GPU-0",
             over_for_seconds=0.0,
+            pids=(77,),
+            process_used_mib=9000,
         )
     ]
     [record] = caplog.records
@@ -205,7 +207,7 @@ def test_sigkill_even_if_it_freed_memory_after_sigterm(clock: FakeClock, kill: F
     assert kill.sent == [(1234, signal.SIGTERM), (1234, signal.SIGKILL)]
 
 
-def test_process_that_exits_before_the_signal_is_forgotten(
+def test_process_that_exits_before_the_signal_is_not_reported_as_signalled(
     clock: FakeClock, kill: FakeKill
 ) -> None:
     policy = make("terminate", clock, kill)
@@ -213,7 +215,7 @@ def test_process_that_exits_before_the_signal_is_forgotten(
     kill.gone.add(1234)
     clock.now = 30
     assert [e.action for e in policy.observe([over()])] == []
-    assert policy.over_limit_pids == frozenset()
+    assert kill.sent == []
 
 
 def test_zero_grace_terminates_on_the_first_tick(clock: FakeClock, kill: FakeKill) -> None:
@@ -278,3 +280,67 @@ def test_a_reused_pid_is_never_signalled_for_the_process_that_had_it(
     clock.now = 62.0
     assert [e.action for e in policy.observe([new])] == ["sigterm"]
     assert kill.sent == [(4321, signal.SIGTERM)]
+
+
+def sliced(pid: int, used: int, pod: str = "pod-a", gpu: str = "GPU-0") -> ProcessUsage:
+    """A process of pod ``pod`` on ``gpu``, whose slice holds 6 GiB per GPU."""
+    return ProcessUsage(
+        pid=pid, used_mib=used, limit_mib=6144, user="alice", gpu_uuid=gpu, slice_key=pod
+    )
+
+
+def test_a_slice_is_judged_by_all_its_processes_together(clock: FakeClock, kill: FakeKill) -> None:
+    """Two kernels of one pod, each under the pod's 6 GiB slice, together over it."""
+    events: list[PolicyEvent] = []
+    policy = make("report", clock, kill, events=events)
+    policy.observe([sliced(11, 4000), sliced(12, 3000)])
+    assert [(e.action, e.pid, e.used_mib, e.process_used_mib, e.pids) for e in events] == [
+        ("report", 11, 7000, 4000, (11, 12))
+    ]
+    assert policy.over_limit_pids == {11, 12}
+    assert "used_mib=7000 limit_mib=6144 process_used_mib=4000 pids=11,12" in events[0].log_line()
+
+
+def test_terminate_stops_the_largest_processes_until_the_rest_fits(
+    clock: FakeClock, kill: FakeKill
+) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("terminate", clock, kill, events=events)
+    tick = [sliced(11, 1000), sliced(12, 4000), sliced(13, 2500)]  # 7500 MiB of 6144
+    policy.observe(tick)
+    clock.now = 30
+    policy.observe(tick)
+    assert kill.sent == [(12, signal.SIGTERM)]  # 3500 MiB left: 11 and 13 keep running
+    clock.now = 40
+    policy.observe(tick)  # 12 still holds its memory
+    assert kill.sent == [(12, signal.SIGTERM), (12, signal.SIGKILL)]
+    clock.now = 45
+    assert policy.observe(tick[::2]) == []  # 12 is gone and the rest fits: episode over
+    assert policy.over_limit_slices == 0
+    assert [(e.action, e.pid) for e in events] == [
+        ("report", 12),
+        ("sigterm", 12),
+        ("sigkill", 12),
+    ]
+
+
+def test_two_pods_on_one_gpu_are_judged_apart(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("terminate", clock, kill, events=events)
+    for now in (0, 30, 60):
+        clock.now = now
+        policy.observe([sliced(11, 4000, pod="pod-a"), sliced(21, 4000, pod="pod-b")])
+    assert events == [] and kill.sent == []
+
+
+def test_a_slice_on_two_gpus_is_judged_on_each(clock: FakeClock, kill: FakeKill) -> None:
+    events: list[PolicyEvent] = []
+    policy = make("report", clock, kill, events=events)
+    policy.observe(
+        [
+            sliced(11, 4000, gpu="GPU-0"),
+            sliced(12, 4000, gpu="GPU-1"),
+            sliced(13, 3000, gpu="GPU-1"),
+        ]
+    )
+    assert [(e.gpu_uuid, e.used_mib) for e in events] == [("GPU-1", 7000)]

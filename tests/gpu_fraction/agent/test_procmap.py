@@ -204,3 +204,49 @@ def test_start_ticks_of_a_real_process_tell_it_from_a_later_one() -> None:
         first.wait()
     # Gone (None), or its PID reused by a process that started later: never the same ticks.
     assert mapper.start_ticks(first.pid) != ticks
+
+
+class FakePods:
+    """Pod owners by UID, as ``pods.PodSlices`` answers them; counts the lookups."""
+
+    def __init__(self, owners: dict[str, ProcessOwner]) -> None:
+        self._owners = owners
+        self.calls: list[set[str]] = []
+
+    def owners(self, pod_uids) -> dict[str, ProcessOwner]:
+        wanted = set(pod_uids)
+        self.calls.append(wanted)
+        return {u: self._owners.get(u, ProcessOwner(pod_uid=u)) for u in wanted}
+
+
+def test_on_kubernetes_the_pod_not_the_environment_tells_the_slice(fake_proc: FakeProc) -> None:
+    """A user who runs `env -u AI_CONSOLE_GPU_MEMORY_MIB AI_CONSOLE_OWNER_USER=victim python`
+    neither escapes the limit nor blames someone else: the pod's annotations decide."""
+    lying = {k: v for k, v in SLICE_ENV.items() if k != keys.ENV_GPU_MEMORY_MIB}
+    lying[keys.ENV_OWNER_USER] = "victim"
+    fake_proc.add(1001, cgroup=CGROUP_V1, environ=lying)
+    fake_proc.add(1002, environ=SLICE_ENV)  # a host process claiming a slice: none on Kubernetes
+    from_pod = ProcessOwner(
+        pod_uid=POD_UID,
+        allocation_id="alloc-7",
+        memory_limit_mib=6144,
+        user="alice",
+        kind="notebook",
+        gpu_uuids=("GPU-a",),
+    )
+    pods = FakePods({POD_UID: from_pod})
+    mapper = ProcessMapper(fake_proc.root, pods=pods)
+    sample = NodeSample(
+        gpus=(
+            GpuSample(
+                index=0,
+                uuid="GPU-a",
+                processes=(ProcessSample(1001, 100), ProcessSample(1002, 100)),
+            ),
+        )
+    )
+    owned = mapper.attribute(sample)
+    assert owned[0].owner.user == "alice" and owned[0].owner.memory_limit_mib == 6144
+    assert owned[0].owner.container_id == CID
+    assert owned[1].owner.memory_limit_mib is None and owned[1].owner.user is None
+    assert pods.calls == [{POD_UID}]  # the node's pods looked up once per tick
