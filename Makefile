@@ -1,7 +1,9 @@
 # `make run` installs and runs the hub on this machine; `make test` installs what the tests
 # need and runs the whole suite.
 VENV   ?= .venv
-PYTHON ?= python3
+# An interpreter every OS account can run: the hub runs each user's server as that user's own
+# account, and an interpreter under a private home (pyenv's in /root) is root's alone.
+PYTHON ?= $(shell test -x /usr/bin/python3 && echo /usr/bin/python3 || echo python3)
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
@@ -27,12 +29,15 @@ test: install lint labextension-lint labextension-test /usr/bin/chromium $(CJK_F
 control-plane: install
 	@$(BIN)/python -m tests.control_plane.binaries
 
-# torch (CPU build) is installed so the framework startup hook is tested against the real
-# library; on these machines pip takes it from the local wheel directory.
+# torch and tensorflow-cpu (CPU builds) are installed so the framework startup hook is tested
+# against the real libraries (tests/gpu_fraction/test_startup_*.py); on these machines pip takes
+# them from the local package index. tensorflow-cpu takes about a minute and 1.5 GB of .venv with
+# its dependencies (numpy and keras among them).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -e ".[test]"
 	$(BIN)/pip install -q "torch==2.13.0"
+	$(BIN)/pip install -q "tensorflow-cpu==2.21.0"
 	touch $(STAMP)
 
 # configurable-http-proxy, which the hub runs, comes from npm.

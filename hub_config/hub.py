@@ -13,6 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import nativeauthenticator
+
 from server_extension.app import ENV_JOBS_URL
 from spawner.allocation_api import handlers as allocation_handlers
 from spawner.manager import GPUSliceManager
@@ -33,6 +35,8 @@ from .roles import (
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ai-console.yaml"
 #: Enables the server extension in every single-user server this hub starts.
 SERVER_CONFIG_PATH = Path(__file__).resolve().parents[1] / "server_extension" / "jupyter-config"
+#: Hub page templates of our own (the login page's sign-up link).
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 MODES = ("kubernetes", "local")
 
 
@@ -147,6 +151,7 @@ def _local_jobs_service(c: Any) -> str:
                 "server_extension.jobs",
                 f"--JobsService.db_url=sqlite:///{data_dir / 'ai-console-jobs.sqlite'}",
                 f"--LocalBackend.storage_root_template={_home_template(data_dir)}",
+                f"--LocalBackend.run_as_os_user={not demo_mode()}",
             ],
             "display": False,
         },
@@ -203,17 +208,36 @@ def _configure_local(c: Any, config: AiConsoleConfig) -> None:
         c.ConfigurableHTTPProxy.command = [proxy]
     # Each user's files (and job folders) under the data folder, not in /tmp.
     c.SimpleLocalProcessSpawner.home_dir_template = _home_template(data_dir)
-    c.JupyterHub.authenticator_class = "shared-password"
-    if env.get(settings_env.PASSWORD):
-        c.SharedPasswordAuthenticator.user_password = env[settings_env.PASSWORD]
-    if env.get(settings_env.ADMIN_PASSWORD):
-        c.SharedPasswordAuthenticator.admin_password = env[settings_env.ADMIN_PASSWORD]
     c.Authenticator.allowed_users = config_users(config)
-    # The shared-password authenticator lets only admin_users log in with the admin password.
     c.Authenticator.admin_users = set(config.platform_admins)
+    if demo_mode():
+        c.JupyterHub.authenticator_class = "shared-password"
+        if env.get(settings_env.PASSWORD):
+            c.SharedPasswordAuthenticator.user_password = env[settings_env.PASSWORD]
+        # The shared-password authenticator lets only admin_users log in with the admin password.
+        if env.get(settings_env.ADMIN_PASSWORD):
+            c.SharedPasswordAuthenticator.admin_password = env[settings_env.ADMIN_PASSWORD]
+    else:
+        # Accounts of their own: sign-up, a platform admin approves; each server and job runs
+        # as the user's own OS account (see hub_config.accounts and spawner.os_users).
+        c.JupyterHub.authenticator_class = "hub_config.accounts.ClassAccountsAuthenticator"
+        c.ClassAccountsAuthenticator.initial_admin_password = env.get(
+            settings_env.ADMIN_PASSWORD, ""
+        )
+        c.JupyterHub.template_paths = [
+            *c.JupyterHub.get("template_paths", []),
+            str(TEMPLATES),  # the login page with a sign-up link
+            str(Path(nativeauthenticator.__file__).parent / "templates"),
+        ]
+        c.LocalGPUSpawner.run_as_os_user = True
     c.Spawner.default_url = "/lab"
     # The hub's own interpreter, whether or not its bin folder is on PATH.
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]
-    if hasattr(os, "geteuid") and os.geteuid() == 0:
+    if demo_mode() and hasattr(os, "geteuid") and os.geteuid() == 0:
         # jupyter_server refuses to run as root without it, and the hub would only time out.
         c.Spawner.args = ["--allow-root"]
+
+
+def demo_mode() -> bool:
+    """The single-machine hub's shared-password demo (``ai-console up --demo``)."""
+    return os.environ.get(settings_env.DEMO, "") == "1"

@@ -12,6 +12,9 @@ PROXY = "AI_CONSOLE_PROXY"
 #: Shared password for users and the platform admins' password (local mode).
 PASSWORD = "AI_CONSOLE_PASSWORD"
 ADMIN_PASSWORD = "AI_CONSOLE_ADMIN_PASSWORD"
+#: "1": the single-machine hub's shared-password demo, every server as the hub's OS user;
+#: otherwise (the default) accounts of their own and each server as its own OS user.
+DEMO = "AI_CONSOLE_DEMO"
 #: Simulated GPU declaration (local mode), e.g. "RTX3090:24576x2"; empty: read NVML.
 SIMULATE_GPUS = "AI_CONSOLE_SIMULATE_GPUS"
 #: Port of the jobs service on this machine (local mode); default: a free one.

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import pwd
 import secrets
 import shutil
 import socket
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 from gpu_fraction.errors import InventoryError
@@ -26,10 +28,13 @@ from . import settings_env
 from .loader import ConfigError, load_config
 from .up_checks import (
     StartRefused,
+    accounts_refusal,
     check_port,
     lock_data_dir,
     print_when_up,
+    private_data_dir,
     read_login,
+    saved_admin_password,
     write_login,
 )
 
@@ -89,12 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the SQLite database, cookie secret and logs live",
     )
     parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="a demo, not for a class: everyone logs in with one shared password and every "
+        "server runs as this machine's user running the hub, so any user can read the others' "
+        "files and the hub's secrets. Without it, users sign up with passwords of their own, a "
+        "platform admin approves them, and each server runs as its user's own OS account "
+        "(which needs root)",
+    )
+    parser.add_argument(
         "--password",
-        help="shared password for users (at least 8 characters); generated if not given",
+        help="--demo only: the shared password for users (at least 8 characters); generated "
+        "if not given",
     )
     parser.add_argument(
         "--admin-password",
-        help="password for the platform admins (at least 32 characters); generated if not given",
+        help="password for the platform admins (at least 32 characters); generated if not "
+        "given. Without --demo it is their accounts' first password, kept across restarts",
     )
     parser.add_argument("--debug", action="store_true", help="verbose hub logs")
     parser.add_argument(
@@ -123,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ai-console up: --config: no such file: {config}", file=sys.stderr)
         return 2
     try:
-        load_config(config)  # before anything starts, and before any login is printed
+        loaded = load_config(config)  # before anything starts, and before any login is printed
     except ConfigError as err:
         return fail(str(err))
     if args.simulate_gpus:
@@ -132,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         except InventoryError as err:
             print(f"ai-console up: --simulate-gpus: {err.message}", file=sys.stderr)
             return 2
+    if not args.demo:
+        refusal = accounts_refusal(args.password is not None, Path(args.data_dir), PACKAGE_DIR)
+        if refusal:
+            return fail(refusal)
     if args.password is not None and len(args.password) < 8:
         print("ai-console up: --password: use at least 8 characters", file=sys.stderr)
         return 2
@@ -153,8 +173,18 @@ def main(argv: list[str] | None = None) -> int:
         check_port(args.ip, args.port, data_dir)
     except StartRefused as err:
         return fail(str(err))
-    password = args.password or secrets.token_urlsafe(12)
-    admin_password = args.admin_password or secrets.token_urlsafe(32)
+    url = f"http://{args.ip}:{args.port}/"
+    if args.demo:
+        password = args.password or secrets.token_urlsafe(12)
+        admin_password = args.admin_password or secrets.token_urlsafe(32)
+        login = demo_login(url, config.name, password, admin_password)
+    else:
+        # Only root passes into the data directory's files; users pass through to their homes.
+        os.umask(0o077)
+        private_data_dir(data_dir, data_dir / "users")
+        password = ""
+        admin_password = saved_admin_password(data_dir, args.admin_password)
+        login = accounts_login(url, config.name, loaded.platform_admins, admin_password)
     os.environ.update(
         {
             settings_env.MODE: "local",
@@ -164,13 +194,8 @@ def main(argv: list[str] | None = None) -> int:
             settings_env.PASSWORD: password,
             settings_env.ADMIN_PASSWORD: admin_password,
             settings_env.SIMULATE_GPUS: args.simulate_gpus or "",
+            settings_env.DEMO: "1" if args.demo else "",
         }
-    )
-    url = f"http://{args.ip}:{args.port}/"
-    login = (
-        f"AI Console: open {url} and log in with any user name from {config.name} and the "
-        f"password: {password}\n"
-        f"AI Console: platform admins log in with the admin password: {admin_password}\n"
     )
     saved = write_login(data_dir, login)
     banner = (
@@ -204,6 +229,39 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         lock.close()
     return 0
+
+
+def demo_login(url: str, config_name: str, password: str, admin_password: str) -> str:
+    """The demo's login lines, which say plainly what the demo is not."""
+    who = _this_user()
+    return (
+        f"AI Console: DEMO MODE (--demo): everyone shares one password and every server runs "
+        f"as {who}, so any user can read the others' files and the hub's secrets. Not for a "
+        f"class: without --demo each user has an account and an OS user of their own.\n"
+        f"AI Console: open {url} and log in with any user name from {config_name} and the "
+        f"password: {password}\n"
+        f"AI Console: platform admins log in with the admin password: {admin_password}\n"
+    )
+
+
+def accounts_login(url: str, config_name: str, admins: Iterable[str], admin_password: str) -> str:
+    """How the teacher and the students get in when each has an account of their own."""
+    names = ", ".join(sorted(admins)) or "(none listed)"
+    return (
+        f"AI Console: open {url}; platform admins ({names}) log in with the password: "
+        f"{admin_password} (each may change theirs at {url}hub/change-password)\n"
+        f"AI Console: students sign up at {url}hub/signup with a user name from {config_name} "
+        f"and a password of their own; a platform admin approves them at {url}hub/authorize\n"
+        "AI Console: each user's server and jobs run as their own OS account (aic-<name>), "
+        "with a private home under the data directory's users/ folder\n"
+    )
+
+
+def _this_user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except (KeyError, OSError):
+        return f"uid {os.getuid()}"
 
 
 def no_gpu_note(simulate: str | None) -> str:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.spawner import SimpleLocalProcessSpawner, set_user_setuid
 from jupyterhub.utils import maybe_future
 from traitlets import Any as AnyTrait
-from traitlets import default
+from traitlets import Bool, Unicode, default
 
 from gpu_fraction.enforcement import (
     ENV_CUDA_VISIBLE_DEVICES,
@@ -17,16 +20,34 @@ from gpu_fraction.enforcement import (
 )
 
 from .local_form import profile_from_form, render_profile_form
+from .os_users import DEFAULT_PREFIX, OSUserError, ensure_os_user, os_user_name
 from .slices import GPUSliceMixin, SliceRefused
 
 
 class LocalGPUSpawner(GPUSliceMixin, SimpleLocalProcessSpawner):
     """Starts each server as a local process on a slice of this machine's GPUs.
 
-    No system users are needed (JupyterHub's simple local spawner). The process sees only its
-    GPU (``CUDA_VISIBLE_DEVICES``) and gets the same enforcement environment and start-up hook
-    as a pod; the slice is saved in the spawner's state and re-held after a hub restart.
+    With ``run_as_os_user`` each server runs as the user's own OS account (made on first
+    start); without, as the hub's user (JupyterHub's simple local spawner: the demo). The
+    process sees only its GPU (``CUDA_VISIBLE_DEVICES``) and gets the same enforcement
+    environment and start-up hook as a pod; the slice is saved in the spawner's state and
+    re-held after a hub restart.
     """
+
+    run_as_os_user = Bool(
+        False,
+        config=True,
+        help="""Run each user's server as an OS account of its own (os_user_prefix + the
+        user's name, created on first start with a private home at home_dir_template), so
+        users read neither each other's files nor the hub's secrets. Needs the hub to run as
+        root. `ai-console up` turns it on unless --demo.""",
+    )
+    os_user_prefix = Unicode(
+        DEFAULT_PREFIX,
+        config=True,
+        help="""Prefix of the OS account names (aic-alice), so a hub user named like a
+        system account (root, daemon) never becomes it.""",
+    )
 
     profile_list = AnyTrait(
         [],
@@ -88,8 +109,35 @@ class LocalGPUSpawner(GPUSliceMixin, SimpleLocalProcessSpawner):
         env.update(slice_env)
         return env
 
+    @property
+    def os_user(self) -> str:
+        """The OS account this user's server runs as (with ``run_as_os_user``)."""
+        return os_user_name(self.user.name, self.os_user_prefix)
+
+    def make_preexec_fn(self, name: str) -> Callable[[], None]:
+        if not self.run_as_os_user:
+            return super().make_preexec_fn(name)
+        return set_user_setuid(self.os_user)  # also changes into the account's home
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env = super().user_env(env)
+        if self.run_as_os_user:
+            env["USER"] = env["LOGNAME"] = self.os_user
+        return env
+
     async def start(self) -> Any:
         self.slice_message = ""
+        if self.run_as_os_user:
+            # Before any slice is held, so a refusal here leaks nothing.
+            try:
+                await asyncio.to_thread(
+                    ensure_os_user,
+                    self.os_user,
+                    Path(self.home_dir),
+                    f"AI Console user {self.user.name}",
+                )
+            except OSUserError as err:
+                raise RuntimeError(f"cannot start your server: {err}") from None
         self.release_slice("a new start")
         self._chosen_profile = await self._select_profile()
         await self.reserve_slice(self._chosen_profile)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +16,7 @@ import pytest
 import requests
 
 from hub_config.up import free_port
+from spawner.os_users import os_user_name
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "student-pass-123"
@@ -63,10 +66,19 @@ class ProcessGroup:
 class LocalHub:
     """`ai-console up` as its own process group; can be killed and started again."""
 
-    def __init__(self, tmp_path: Path, hub_yaml: Path | None) -> None:
+    def __init__(self, tmp_path: Path, hub_yaml: Path | None, demo: bool = True) -> None:
+        """``demo``: the shared-password demo (PASSWORD for everyone); without, accounts of
+        their own (ADMIN_PASSWORD for the platform admins; see :meth:`password_of`)."""
+        self.demo = demo
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.data = tmp_path / "data"
+        self._accounts: set[str] = set()
+        if not demo:
+            # Users' homes are inside the data directory and their accounts must pass through
+            # to them: not under pytest's tmp_path, which only root may enter.
+            self.data = Path(tempfile.mkdtemp(prefix="ai-console-data-", dir="/tmp")) / "data"
+            self.data.parent.chmod(0o711)
         self.log = tmp_path / "hub.log"
         self.hub_yaml = hub_yaml
         self.process: subprocess.Popen | None = None
@@ -77,7 +89,8 @@ class LocalHub:
             sys.executable, "-m", "hub_config.cli", "up",
             "--simulate-gpus", "gpu-01=RTX3090:24576x1,gpu-02=A100:81920x1",
             "--port", str(self.port), "--data-dir", str(self.data),
-            "--password", PASSWORD, "--admin-password", ADMIN_PASSWORD,
+            *(["--demo", "--password", PASSWORD] if self.demo else []),
+            "--admin-password", ADMIN_PASSWORD,
             *(["--config", str(self.hub_yaml)] if self.hub_yaml else []),
         ]  # fmt: skip
         with self.log.open("a") as out:
@@ -99,6 +112,38 @@ class LocalHub:
 
     def logs(self) -> str:
         return self.log.read_text()
+
+    def sign_up(self, name: str, password: str) -> str:
+        """Sign up at /hub/signup as a student does; returns the page's text."""
+        client = requests.Session()
+        client.get(f"{self.url}/hub/signup", timeout=30)
+        xsrf = next((c.value for c in client.cookies if c.name == "_xsrf"), "")
+        fields = {"username": name, "signup_password": password, "_xsrf": xsrf}
+        fields["signup_password_confirmation"] = password
+        return client.post(f"{self.url}/hub/signup", data=fields, timeout=30).text
+
+    def password_of(self, name: str) -> str:
+        """What ``name`` logs in with: the demo's shared password, else an account of its own,
+        signed up and approved by the platform admin the first time it is asked for."""
+        if self.demo or name in self._accounts:
+            return PASSWORD
+        self.sign_up(name, PASSWORD)
+        admin = requests.Session()
+        admin.get(f"{self.url}/hub/login", timeout=30)
+        xsrf = next((c.value for c in admin.cookies if c.name == "_xsrf"), "")
+        login = {"username": "admin", "password": ADMIN_PASSWORD, "_xsrf": xsrf}
+        admin.post(f"{self.url}/hub/login", data=login, timeout=30).raise_for_status()
+        admin.get(f"{self.url}/hub/authorize/{name}", timeout=30).raise_for_status()
+        self._accounts.add(name)
+        return PASSWORD
+
+    def remove(self) -> None:
+        """Stop, and remove the OS accounts and the data folder it made on this machine."""
+        self.stop()
+        if not self.demo:
+            for name in self._accounts:
+                subprocess.run(["userdel", os_user_name(name)], capture_output=True)
+            shutil.rmtree(self.data.parent, ignore_errors=True)
 
 
 @pytest.fixture

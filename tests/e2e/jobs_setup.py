@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import nbformat
 import requests
 
-from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
+from .conftest import ADMIN_PASSWORD, LocalHub
 from .hubclient import HubClient
 
 FINISHED = ("COMPLETED", "FAILED", "STOPPED")
@@ -65,10 +66,10 @@ def notebook(*sources: str, parameters: str | None = None) -> nbformat.NotebookN
 class LabUser:
     """A logged-in user with a running server, calling its AI Console API as the Lab does."""
 
-    def __init__(self, hub: LocalHub, name: str, password: str = PASSWORD) -> None:
+    def __init__(self, hub: LocalHub, name: str) -> None:
         self.hub, self.name = hub, name
         self.client = HubClient(hub.url)
-        assert self.client.login(name, password).status_code == 302
+        assert self.client.login(name, hub.password_of(name)).status_code == 302
         self.home = hub.data / "users" / name
 
     def start_server(self) -> LabUser:
@@ -102,6 +103,10 @@ class LabUser:
         target = self.home / path
         target.parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, target)
+        # As the user's own account would have written it (the home is theirs alone).
+        owner = self.home.stat()
+        for made in (target, *target.relative_to(self.home).parents):
+            os.chown(self.home / made, owner.st_uid, owner.st_gid)
 
     def submit(self, path: str, **fields) -> requests.Response:
         return self.call("POST", "jobs", json={"input_path": path, "flavor": "2C-4G", **fields})

@@ -43,6 +43,10 @@ class KubeHub(ProcessGroup):
         self.process: subprocess.Popen | None = None
         self.log = tmp_path / "hub.log"
 
+    def password_of(self, name: str) -> str:
+        """Every user's password: the Kubernetes test hub uses the shared-password login."""
+        return PASSWORD
+
     def start(self, **extra_env: str) -> None:
         env = {
             **os.environ,

@@ -23,12 +23,13 @@ def jobs_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalHub]:
     tmp = tmp_path_factory.mktemp("jobs-hub")
     config = tmp / "ai-console.yaml"
     config.write_text(JOBS_YAML)
-    hub = LocalHub(tmp, config)
+    # The default single-machine hub: accounts of their own, each job as its owner's account.
+    hub = LocalHub(tmp, config, demo=False)
     try:
         hub.start()
         yield hub
     finally:
-        hub.stop()
+        hub.remove()
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +76,9 @@ def test_a_notebook_runs_with_its_parameters_and_keeps_log_and_outputs(student: 
     assert job["start_time"] >= job["create_time"] and job["end_time"] >= job["start_time"]
     # It ran where the notebook lives, with the injected values.
     assert (student.home / "work" / "result.txt").read_text() == "from-job"
+    # ... as the owner's own OS account, never as the jobs service's root.
+    written_by = (student.home / "work" / "result.txt").stat().st_uid
+    assert written_by == student.home.stat().st_uid != 0
     log = student.call("GET", f"jobs/{job['job_id']}/log").text
     assert "epochs x lr 5.0" in log
     executed = nbformat.reads(student.call("GET", f"jobs/{job['job_id']}/output").text, 4)

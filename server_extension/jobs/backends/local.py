@@ -7,6 +7,7 @@ restarted service finds running jobs by pid and finished ones by their status fi
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -16,7 +17,9 @@ import sys
 import time
 from pathlib import Path
 
-from traitlets import Float, Integer, Unicode, default
+from traitlets import Bool, Float, Integer, Unicode, default
+
+from spawner.os_users import DEFAULT_PREFIX, OSUserError, ensure_os_user, os_user_name
 
 from ..model import Status
 from ..store import JobRecord
@@ -77,6 +80,19 @@ class LocalBackend(Backend):
         others wait QUEUED until one ends. Fifty kernels started at once on a small machine
         time out, and starve the hub and the users' servers.""",
     )
+    run_as_os_user = Bool(
+        False,
+        config=True,
+        help="""Run each job as its owner's OS account (os_user_prefix + name, made if
+        missing, as the single-machine hub's spawner does), never as the jobs service's own
+        user. Needs the service to run as root. The single-machine hub turns it on unless it
+        runs as a --demo.""",
+    )
+    os_user_prefix = Unicode(
+        DEFAULT_PREFIX,
+        config=True,
+        help="""Prefix of the OS account names; the same as LocalGPUSpawner.os_user_prefix.""",
+    )
     nice = Integer(
         10,
         config=True,
@@ -115,6 +131,16 @@ class LocalBackend(Backend):
         env.update(job.environment)
         env.update(launch.slice_environment)
         env.update({"HOME": str(root), "AI_CONSOLE_JOB_ID": job.job_id})
+        as_user: dict = {}
+        if self.run_as_os_user:
+            account = os_user_name(job.owner, self.os_user_prefix)
+            try:
+                entry = await asyncio.to_thread(ensure_os_user, account, root)
+            except OSUserError as err:
+                raise RuntimeError(str(err)) from None
+            env.update({"USER": account, "LOGNAME": account})
+            # The owner's uid and group only: none of the service's supplementary groups.
+            as_user = {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
         process = subprocess.Popen(
             # `nice` execs the runner, so the pid recorded is the runner's.
             [
@@ -132,6 +158,7 @@ class LocalBackend(Backend):
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: survives us, killed as a group
+            **as_user,
         )
         self._children[job.job_id] = process
         return json.dumps({"pid": process.pid, "start": _process_start(process.pid)})
