@@ -381,7 +381,7 @@ def _publisher(args: argparse.Namespace, api: KubeAPI) -> Publisher | None:
     if args.publish == "file":
         return FilePublisher(args.publish_file)
     if args.publish == "node":
-        return NodeAnnotationPublisher(args.node_name, api=api)
+        return NodeAnnotationPublisher(args.node_name, api)
     return None
 
 

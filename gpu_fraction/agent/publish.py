@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .. import keys
-from .kube_api import DEFAULT_CA_FILE, DEFAULT_TOKEN_FILE, KubeAPI, KubeAPIError
+from .kube_api import KubeAPI, KubeAPIError
 
 logger = logging.getLogger(__name__)
 
@@ -81,29 +81,12 @@ class FilePublisher:
 
 
 class NodeAnnotationPublisher:
-    """Patches ``/api/v1/nodes/<name>`` with the annotation, as the pod's service account
-    (``api``, or one built from the other arguments; see :class:`KubeAPI`). The service
-    account needs ``patch`` on ``nodes``."""
+    """Patches ``/api/v1/nodes/<name>`` with the annotation through ``api`` (the pod's service
+    account, which needs ``patch`` on ``nodes``)."""
 
-    def __init__(
-        self,
-        node_name: str,
-        *,
-        api: KubeAPI | None = None,
-        base_url: str | None = None,
-        token_file: str | Path = DEFAULT_TOKEN_FILE,
-        ca_file: str | Path | None = DEFAULT_CA_FILE,
-        timeout: float = 10.0,
-        environ: Mapping[str, str] | None = None,
-    ) -> None:
+    def __init__(self, node_name: str, api: KubeAPI) -> None:
         self.node_name = node_name
-        self.api = api or KubeAPI(
-            base_url=base_url,
-            token_file=token_file,
-            ca_file=ca_file,
-            timeout=timeout,
-            environ=environ,
-        )
+        self.api = api
 
     @property
     def base_url(self) -> str | None:

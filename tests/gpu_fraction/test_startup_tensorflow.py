@@ -116,6 +116,16 @@ def test_real_tensorflow_cpu_configuration_and_errors_are_tensorflows(tmp_path: 
 # real context.py treat it as one: set_memory_growth, set_logical_device_configuration and the
 # GPUOptions the runtime would be created with (Context._compute_gpu_options) are TF's own. The
 # runtime itself is never initialised (a CPU build has no GPU device to create).
+# In each script: a call's error as [type, message], or None when it went through.
+ATTEMPT = """
+def attempt(call):
+    try:
+        call()
+        return None
+    except Exception as err:
+        return [type(err).__name__, str(err)]
+"""
+
 SIMULATED_GPU = """
 import json, os
 import tensorflow as tf
@@ -128,12 +138,7 @@ pywrap_tfe.TF_ListPhysicalDevices = lambda: [b"/physical_device:CPU:0", b"/physi
 LDC = tf.config.LogicalDeviceConfiguration
 gpu = tf.config.list_physical_devices("GPU")[0]
 
-def attempt(call):
-    try:
-        call()
-        return None
-    except Exception as err:
-        return [type(err).__name__, str(err)]
+ATTEMPT
 
 def options():
     gpu_options = context.context()._compute_gpu_options()
@@ -147,7 +152,7 @@ print(json.dumps(out))
 
 
 def simulated(steps: str) -> str:
-    return SIMULATED_GPU.replace("STEPS", textwrap.dedent(steps))
+    return SIMULATED_GPU.replace("ATTEMPT\n", ATTEMPT).replace("STEPS", textwrap.dedent(steps))
 
 
 GROWTH_STEPS = """
@@ -397,12 +402,7 @@ out = {"at_import": list(context.events)}
 LDC = tf.config.LogicalDeviceConfiguration
 gpu = tf.config.list_physical_devices("GPU")[0]
 
-def attempt(call):
-    try:
-        call()
-        return None
-    except Exception as err:
-        return [type(err).__name__, str(err)]
+ATTEMPT
 
 STEPS
 tf.ones(3)
@@ -414,7 +414,7 @@ print(json.dumps(out))
 
 def fake_run(fake_tf: Path, steps: str, env: dict[str, str] = SLICE) -> dict:
     """Run ``steps`` between the first device listing and the context's initialisation."""
-    code = FAKE_RUN.replace("STEPS", textwrap.dedent(steps))
+    code = FAKE_RUN.replace("ATTEMPT\n", ATTEMPT).replace("STEPS", textwrap.dedent(steps))
     result = run_python(code, env=env, path=(fake_tf,))
     out = last_json(result)
     out["stderr"] = result.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gpu_fraction import keys
+from gpu_fraction.agent.kube_api import KubeAPI
 from gpu_fraction.agent.publish import (
     FilePublisher,
     NodeAnnotationPublisher,
@@ -111,7 +112,7 @@ def test_node_target_sends_a_merge_patch_with_the_token(api: FakeApi, tmp_path: 
     token = tmp_path / "token"
     token.write_text("s3cr3t-token\n")
     publisher = NodeAnnotationPublisher(
-        "gpu-07", base_url=api.url, token_file=token, ca_file=tmp_path / "missing-ca.crt"
+        "gpu-07", KubeAPI(base_url=api.url, token_file=token, ca_file=tmp_path / "missing-ca.crt")
     )
     assert publisher.publish(GPUS) is True
 
@@ -130,10 +131,10 @@ def test_node_target_sends_a_merge_patch_with_the_token(api: FakeApi, tmp_path: 
 
 def test_node_target_finds_the_api_server_from_the_pod_environment(tmp_path: Path) -> None:
     env = {"KUBERNETES_SERVICE_HOST": "10.96.0.1", "KUBERNETES_SERVICE_PORT": "6443"}
-    publisher = NodeAnnotationPublisher("gpu-07", token_file=tmp_path / "t", environ=env)
+    publisher = NodeAnnotationPublisher("gpu-07", KubeAPI(token_file=tmp_path / "t", environ=env))
     # In a pod the API is HTTPS; the URL is built from the environment as client libraries do.
     assert publisher.base_url == "https://10.96.0.1:6443"
-    ipv6 = NodeAnnotationPublisher("n", environ={"KUBERNETES_SERVICE_HOST": "fd00::1"})
+    ipv6 = NodeAnnotationPublisher("n", KubeAPI(environ={"KUBERNETES_SERVICE_HOST": "fd00::1"}))
     assert ipv6.base_url == "https://[fd00::1]:443"
 
 
@@ -143,7 +144,7 @@ def test_node_target_server_error_returns_false(
     api.status = 500
     token = tmp_path / "token"
     token.write_text("t")
-    publisher = NodeAnnotationPublisher("gpu-07", base_url=api.url, token_file=token)
+    publisher = NodeAnnotationPublisher("gpu-07", KubeAPI(base_url=api.url, token_file=token))
     assert publisher.publish(GPUS) is False
     assert len(api.requests) == 1
     assert "HTTP 500" in caplog.text and "etcd is on fire" in caplog.text
@@ -153,13 +154,12 @@ def test_node_target_connection_refused_returns_false(tmp_path: Path) -> None:
     with socket.socket() as sock:  # a port that was free a moment ago and has no listener
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    publisher = NodeAnnotationPublisher(
-        "gpu-07", base_url=f"http://127.0.0.1:{port}", token_file=tmp_path / "none", timeout=2
-    )
+    api = KubeAPI(base_url=f"http://127.0.0.1:{port}", token_file=tmp_path / "none", timeout=2)
+    publisher = NodeAnnotationPublisher("gpu-07", api)
     assert publisher.publish(GPUS) is False
 
 
 def test_node_target_outside_a_pod_returns_false(tmp_path: Path) -> None:
-    publisher = NodeAnnotationPublisher("gpu-07", token_file=tmp_path / "t", environ={})
+    publisher = NodeAnnotationPublisher("gpu-07", KubeAPI(token_file=tmp_path / "t", environ={}))
     assert publisher.base_url is None
     assert publisher.publish(GPUS) is False
