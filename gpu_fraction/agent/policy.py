@@ -34,7 +34,7 @@ EVENT_SIGTERM = "sigterm"
 EVENT_SIGKILL = "sigkill"
 
 #: A process: its PID and when it started (a later process may reuse the PID).
-ProcessKey = tuple[int, "int | None"]
+ProcessKey = tuple[int, int | None]
 
 
 @dataclass(frozen=True, slots=True)
