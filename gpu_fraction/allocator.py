@@ -470,10 +470,12 @@ class Allocator:
         return free_mem >= request.memory_on(total) and free_c >= request.guaranteed_compute()
 
     def _allowed(self, entry: _Gpu, request: SliceRequest) -> bool:
-        """Node and zone constraints, and room for the pod's CPU/memory on the node."""
+        """Node, zone and node-set constraints, and room for the pod's CPU/memory on the node."""
         if request.node is not None and entry.gpu.node != request.node:
             return False
         if request.zone is not None and entry.zone != request.zone:
+            return False
+        if request.nodes is not None and entry.gpu.node not in request.nodes:
             return False
         return self._node_has_room(entry.gpu.node, request.cpu_millis, request.host_memory_mib)
 

@@ -184,6 +184,7 @@ class SliceRequest:
     neither CUDA nor MPS can enforce) to that share of 100. ``compute_max`` is the
     burst ceiling (default 100: idle capacity can be borrowed). ``cpu_millis``/``host_memory_mib``
     are the pod's own CPU and memory requests, accounted on nodes the allocator manages.
+    ``node``, ``zone`` and ``nodes`` narrow where the slice may be placed.
     """
 
     gpu_type: str
@@ -195,6 +196,8 @@ class SliceRequest:
     host_memory_mib: int = 0
     node: str | None = None
     zone: str | None = None
+    #: Nodes the slice may go to (a profile's node selector, resolved by the caller); None: any.
+    nodes: frozenset[str] | None = None
     # Derived once at construction: the allocator reads these on every placement, and
     # Fraction arithmetic and hashing would otherwise dominate its cost.
     is_whole: bool = field(init=False, repr=False, compare=False)
@@ -230,6 +233,8 @@ class SliceRequest:
                 not isinstance(value, str) or not value or len(value) > MAX_NODE_NAME
             ):
                 raise InvalidRequestError(name, f"must be a name (1-253 characters), got {value!r}")
+        if self.nodes is not None:
+            object.__setattr__(self, "nodes", frozenset(self.nodes))
         if self.is_whole:
             compute = 100
         elif self.compute_min is not None:

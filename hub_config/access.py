@@ -97,6 +97,23 @@ def projects_for_profile(
     ]
 
 
+def allows_reference(config: AiConsoleConfig, project: Project, reference: str) -> bool:
+    """Whether ``project`` may run the container image ``reference`` (a profile's, a choice's,
+    or one a user typed into an unlisted choice)."""
+    if project.images is None:
+        return True
+    return any(config.images[key].image == reference for key in project.images)
+
+
+def image_refusal(config: AiConsoleConfig, project: Project, reference: str) -> str:
+    """Why a spawn may not run ``reference`` in ``project``, for the user who asked."""
+    names = ", ".join(config.images[key].display_name for key in project.images or ())
+    return (
+        f"{project.display_name} does not allow the image {reference}; choose one of its "
+        f"images: {names or 'none'}."
+    )
+
+
 def kubespawner_profile_list(
     profiles: Iterable[Profile],
     capacity: Mapping[str, Mapping[Fraction, int]] | None = None,
@@ -127,13 +144,18 @@ def kubespawner_profile_list(
             "projects": list(profile.projects) if profile.projects is not None else None,
             "gpu": profile.gpu.as_dict() if profile.gpu else None,
         }
+        if profile.gpu_choices:
+            ours["gpu_choices"] = {
+                option: {choice: block.as_dict() for choice, block in blocks.items()}
+                for option, blocks in profile.gpu_choices.items()
+            }
         description = profile.description
         if capacity is not None and profile.gpu is not None:
             free = capacity.get(profile.gpu.gpu_type, {}).get(profile.gpu.fraction, 0)
             ours["free_now"] = free
             note = f"{free} free now" if free else "none free now"
             description = f"{description} · {note}" if description else note
-        options = copy.deepcopy(profile.profile_options)
+        options = _kubespawner_options(profile.profile_options)
         entries.append(
             {
                 "display_name": escape(profile.display_name) if html else profile.display_name,
@@ -146,6 +168,17 @@ def kubespawner_profile_list(
             }
         )
     return entries
+
+
+def _kubespawner_options(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``profile_options`` in KubeSpawner's shape: a choice's ``gpu`` block is ours
+    (it travels under ``ai_console.gpu_choices``)."""
+    options = copy.deepcopy(dict(options))
+    for option in options.values():
+        for choice in ((option or {}).get("choices") or {}).values():
+            if isinstance(choice, dict):
+                choice.pop("gpu", None)
+    return options
 
 
 #: Texts of profile_options (KubeSpawner's shape) that its form shows.

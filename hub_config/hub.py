@@ -21,7 +21,14 @@ from spawner.manager import GPUSliceManager
 from spawner.slices import SliceDecision, SliceRefused
 
 from . import jobs_api, settings_env
-from .access import SpawnRefused, check_spawn, kubespawner_profile_list, profiles_for
+from .access import (
+    SpawnRefused,
+    allows_reference,
+    check_spawn,
+    image_refusal,
+    kubespawner_profile_list,
+    profiles_for,
+)
 from .loader import ConfigError, load_config
 from .model import AiConsoleConfig
 from .roles import (
@@ -72,8 +79,11 @@ def make_slice_policy(config: AiConsoleConfig):
             )
         except SpawnRefused as err:
             raise SliceRefused(err.reason, 403) from None
+        image = getattr(spawner, "image", None)  # after the chosen options were applied
+        if image and decision.project and not allows_reference(config, decision.project, image):
+            raise SliceRefused(image_refusal(config, decision.project, image), 403)
         project = decision.project.slug if decision.project else ""
-        gpu = decision.profile.gpu
+        gpu = decision.profile.gpu_for(spawner.user_options)
         if gpu is None:
             return SliceDecision(None, project)
         # The pod's own CPU/memory requests, so a pod pinned to a node always fits there.

@@ -7,6 +7,7 @@ pass instead of one error per reload.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -33,11 +34,13 @@ from .model import (
     GpuBlock,
     build_config,
     derive_slug,
+    image_reference,
     memory_bytes,
     parse_quota,
+    profile_default_image,
     show,
 )
-from .schema import SLUG_ALLOWED, schema_errors
+from .schema import IMAGE_REFERENCE_PATTERN, PROFILE_SCHEMA, PROFILE_SLUG_ALLOWED, schema_errors
 
 FieldPath = tuple[Any, ...]
 EXAMPLE = Path(__file__).parent / "examples" / "ai-console.yaml"
@@ -50,11 +53,14 @@ FORBIDDEN_ENV = (
     ENV_MPS_THREAD_PERCENTAGE,
     ENV_MPS_PIPE_DIRECTORY,
 )
-_PLACEMENT_KEYS = ("node_selector", "node_affinity_required")
 #: KubeSpawner settings a profile (or a choice of its options) may override. Anything else is
-#: refused by name: the pod's identity, privileges, containers and placement belong to the
-#: platform (an unknown key would otherwise pass silently, typo or not).
+#: refused by name: the pod's identity, privileges and containers belong to the platform (an
+#: unknown key would otherwise pass silently, typo or not). On a GPU profile the placement
+#: keys narrow the nodes the allocator chooses from (the spawner reads them).
 OVERRIDE_KEYS = (
+    "image",
+    "node_selector",
+    "node_affinity_required",
     "environment",
     "cpu_guarantee",
     "cpu_limit",
@@ -83,7 +89,6 @@ OVERRIDE_KEYS = (
 )
 #: Why some keys are not in OVERRIDE_KEYS, in the words of the refusal.
 _REFUSED_KEYS = {
-    "image": "set the profile's image: to a key of images, so the project's image rules apply",
     "extra_container_config": "it can replace the image or the container's security settings",
     "extra_pod_config": "it can give the pod the host's PIDs, network or devices",
     "extra_containers": "a sidecar would run outside the GPU slice's limits",
@@ -277,7 +282,48 @@ def parse_config(data: Any, source: str = "ai-console.yaml") -> AiConsoleConfig:
     if problems:
         problems.sort(key=lambda p: _sort_key(p.path))
         raise ConfigError(source, problems)
-    return build_config(data, source)
+    warnings = tuple(f"{source}: {w}" for w in _profile_warnings(data))
+    return build_config(data, source, warnings)
+
+
+def _profile_warnings(data: dict) -> list[Problem]:
+    """What loads but may not be what the admin meant: keys of a profile that neither we nor
+    KubeSpawner read (z2jh lists carry keys of their own), and whole GPUs passed to the NVIDIA
+    device plugin, which the allocator neither places nor counts."""
+    known = list(PROFILE_SCHEMA["properties"])
+    types = _gpu_types(data)
+    found = []
+    for i, profile in enumerate(_list(data.get("profiles"))):
+        for key in _dict(profile):
+            if key in known:
+                continue
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f"did you mean {close[0]}?" if close else f"known keys: {', '.join(known)}"
+            found.append(Problem(("profiles", i, key), f"ignored (not a profile setting); {hint}"))
+        override = _dict(_dict(profile).get("kubespawner_override"))
+        for key in _RESOURCE_KEYS:
+            for resource in _dict(override.get(key)):
+                if str(resource).startswith("nvidia.com/"):
+                    found.append(
+                        Problem(
+                            ("profiles", i, "kubespawner_override", key, resource),
+                            "passed to the NVIDIA device plugin: the server gets whole GPUs "
+                            "(or MIG) on nodes not labelled for sharing, outside the project "
+                            "quota; for a slice the hub places and counts, write gpu: "
+                            f"{{fraction: 1, type: <one of: {types}>}} instead",
+                        )
+                    )
+    return found
+
+
+def _gpu_types(data: dict) -> str:
+    """The GPU types the file's gpu: blocks name, for hints."""
+    named = [_dict(p.get("gpu")).get("type") for p in map(_dict, _list(data.get("profiles")))]
+    for flavor in map(_dict, _list(data.get("flavors"))):
+        gpu = _dict(flavor.get("gpu"))
+        named += [gpu.get("type"), *_list(gpu.get("types"))]
+    types = [t for t in dict.fromkeys(named) if isinstance(t, str)]
+    return ", ".join(types) or "your GPU type, like RTX3090"
 
 
 def _sort_key(path: FieldPath) -> tuple:
@@ -341,7 +387,7 @@ def _semantic_problems(data: dict) -> list[Problem]:
             if not slug:
                 problems.add(
                     (*where, "display_name"),
-                    f"cannot derive a slug from this name; add slug: with {SLUG_ALLOWED}",
+                    f"cannot derive a slug from this name; add slug: with {PROFILE_SLUG_ALLOWED}",
                 )
         if isinstance(slug, str) and slug in slugs:
             derived = "" if "slug" in profile else " (derived from display_name)"
@@ -360,7 +406,8 @@ def _semantic_problems(data: dict) -> list[Problem]:
                     "may be default",
                 )
             first_default = i if first_default is None else first_default
-        _profile_problems(problems, profile, where, images, projects)
+        default_image = profile_default_image(_dict(data.get("settings")), images)
+        _profile_problems(problems, profile, where, images, projects, default_image)
     return problems
 
 
@@ -436,30 +483,17 @@ def _amount_problem(block: str, value: Any) -> str | None:
 
 
 def _profile_problems(
-    problems: _Problems, profile: dict, where: FieldPath, images: dict, projects: dict
+    problems: _Problems,
+    profile: dict,
+    where: FieldPath,
+    images: dict,
+    projects: dict,
+    default_image: str | None,
 ) -> None:
-    image = profile.get("image")
-    if not isinstance(image, str):
-        image = None  # the schema reports it
-    if isinstance(image, str) and image not in images:
-        problems.add(
-            (*where, "image"), f"unknown image {image!r}; defined images: {_names(images)}"
-        )
-    for k, slug in enumerate(_list(profile.get("projects"))):
-        if not isinstance(slug, str):
-            continue
-        if slug not in projects:
-            problems.add((*where, "projects", k), _unknown_project(slug, projects))
-            continue
-        allowed = _dict(projects[slug]).get("images")
-        if image in images and isinstance(allowed, list) and image not in allowed:
-            problems.add(
-                (*where, "projects", k),
-                f"project {slug} does not allow image {image!r} (its images: "
-                f"{', '.join(map(str, allowed)) or 'none'}); add {image} to "
-                f"projects.{slug}.images or remove {slug} from this profile",
-            )
-    if isinstance(profile.get("gpu"), dict):
+    image = _image_problems(problems, profile, where, images, default_image)
+    allowed_in = _project_problems(problems, profile, where, projects, image)
+    offers_gpu = isinstance(profile.get("gpu"), dict)
+    if offers_gpu:
         _gpu_problems(problems, profile["gpu"], (*where, "gpu"))
     for block, size in (("cpu", float), ("memory", memory_bytes)):
         pair = _dict(profile.get(block))
@@ -477,27 +511,133 @@ def _profile_problems(
                 )
         except (TypeError, ValueError):
             pass  # the schema has reported the malformed value
-    override = profile.get("kubespawner_override")
-    if isinstance(override, dict):
-        problems.extend(override_problems(override, (*where, "kubespawner_override")))
-        for (block, key), setting in _BLOCK_SETTINGS.items():
-            if key in _dict(profile.get(block)) and setting in override:
-                problems.add(
-                    (*where, "kubespawner_override", setting),
-                    f"also set by {block}.{key}; keep only {block}.{key}",
-                )
+    options = _dict(profile.get("profile_options"))
+    for name, option in options.items():
+        for key, choice in _dict(_dict(option).get("choices")).items():
+            if isinstance(_dict(choice).get("gpu"), dict):
+                path = (*where, "profile_options", name, "choices", key, "gpu")
+                _gpu_problems(problems, choice["gpu"], path)
+                offers_gpu = True
+    overrides = [((*where, "kubespawner_override"), profile.get("kubespawner_override"))]
     # Choices of profile_options carry overrides too, and could undo the slice the same way.
-    for name, option in _dict(profile.get("profile_options")).items():
+    for name, option in options.items():
         option_path = (*where, "profile_options", name)
         for key, choice in _dict(_dict(option).get("choices")).items():
-            choice_override = _dict(choice).get("kubespawner_override")
-            if isinstance(choice_override, dict):
-                path = (*option_path, "choices", key, "kubespawner_override")
-                problems.extend(override_problems(choice_override, path))
-        unlisted = _dict(_dict(option).get("unlisted_choice")).get("kubespawner_override")
-        if isinstance(unlisted, dict):
-            path = (*option_path, "unlisted_choice", "kubespawner_override")
-            problems.extend(override_problems(unlisted, path))
+            path = (*option_path, "choices", key)
+            override = _dict(choice).get("kubespawner_override")
+            overrides.append(((*path, "kubespawner_override"), override))
+            if isinstance(override, dict) and "image" in override:
+                found = image_reference(choice, images, None)
+                _image_allowed(
+                    problems, (*path, "kubespawner_override", "image"), found, allowed_in
+                )
+        unlisted = _dict(_dict(option).get("unlisted_choice"))
+        override = unlisted.get("kubespawner_override")
+        overrides.append(((*option_path, "unlisted_choice", "kubespawner_override"), override))
+        if "image" in _dict(override) and not unlisted.get("validation_regex"):
+            problems.add(
+                (*option_path, "unlisted_choice", "validation_regex"),
+                "a typed-in image needs a validation_regex (like ^quay\\.io/jupyter/.+$), so "
+                "users can name only images you allow",
+            )
+    for path, override in overrides:
+        if isinstance(override, dict):
+            problems.extend(override_problems(override, path, gpu_profile=offers_gpu))
+    override = _dict(profile.get("kubespawner_override"))
+    for (block, key), setting in _BLOCK_SETTINGS.items():
+        if key in _dict(profile.get(block)) and setting in override:
+            problems.add(
+                (*where, "kubespawner_override", setting),
+                f"also set by {block}.{key}; keep only {block}.{key}",
+            )
+
+
+def _image_problems(
+    problems: _Problems, profile: dict, where: FieldPath, images: dict, default: str | None
+) -> tuple[str, str] | None:
+    """The profile's image as :func:`hub_config.model.image_reference` finds it, or None after
+    reporting why it has none."""
+    key = profile.get("image")
+    override = _dict(profile.get("kubespawner_override"))
+    if isinstance(key, str) and key not in images:
+        hint = ""
+        if "/" in key or ":" in key:
+            hint = "; to run a container image not in images, give it as kubespawner_override.image"
+        problems.add(
+            (*where, "image"), f"unknown image {key!r}; defined images: {_names(images)}{hint}"
+        )
+        return None
+    if isinstance(key, str) and "image" in override:
+        problems.add(
+            (*where, "kubespawner_override", "image"),
+            f"the profile already names image {key!r}; keep only one of image: and "
+            "kubespawner_override.image",
+        )
+        return None
+    found = image_reference(profile, images, default)
+    if found is None and key is None:
+        problems.add(
+            (*where, "image"),
+            "no image: name a key of images (defined: "
+            f"{_names(images)}), give kubespawner_override.image, or set settings.default_image",
+        )
+    return found
+
+
+def _project_problems(
+    problems: _Problems,
+    profile: dict,
+    where: FieldPath,
+    projects: dict,
+    image: tuple[str, str] | None,
+) -> list[tuple[int, str, list | None]]:
+    """Check the profile's projects; returns (index, slug, allowed image keys) of the known ones."""
+    known = []
+    for k, slug in enumerate(_list(profile.get("projects"))):
+        if not isinstance(slug, str):
+            continue
+        if slug not in projects:
+            problems.add((*where, "projects", k), _unknown_project(slug, projects))
+            continue
+        allowed = _dict(projects[slug]).get("images")
+        known.append((k, slug, allowed if isinstance(allowed, list) else None))
+    if image is not None:
+        for k, slug, allowed in known:
+            if allowed is not None and not _allows(allowed, image):
+                problems.add((*where, "projects", k), _not_allowed(slug, image, allowed))
+    return known
+
+
+def _allows(allowed: list, image: tuple[str, str]) -> bool:
+    kind, name = image
+    return kind == "key" and name in allowed
+
+
+def _not_allowed(slug: str, image: tuple[str, str], allowed: list) -> str:
+    kind, name = image
+    keys_text = ", ".join(map(str, allowed)) or "none"
+    if kind == "key":
+        fix = f"add {name} to projects.{slug}.images or remove {slug} from this profile"
+    else:
+        fix = (
+            f"add it to images: under a key and that key to projects.{slug}.images, or remove "
+            f"{slug} from this profile"
+        )
+    return f"project {slug} does not allow image {name!r} (its images: {keys_text}); {fix}"
+
+
+def _image_allowed(
+    problems: _Problems,
+    path: FieldPath,
+    image: tuple[str, str] | None,
+    projects: list[tuple[int, str, list | None]],
+) -> None:
+    """A choice's image under the rules of each of the profile's projects."""
+    if image is None:
+        return
+    for _, slug, allowed in projects:
+        if allowed is not None and not _allows(allowed, image):
+            problems.add(path, _not_allowed(slug, image, allowed))
 
 
 def _gpu_problems(problems: _Problems, gpu: dict, where: FieldPath) -> None:
@@ -527,17 +667,30 @@ def _gpu_problems(problems: _Problems, gpu: dict, where: FieldPath) -> None:
         problems.add((*where, err.field), err.message)
 
 
-def override_problems(override: Mapping[str, Any], where: FieldPath) -> list[Problem]:
+def override_problems(
+    override: Mapping[str, Any], where: FieldPath, gpu_profile: bool = False
+) -> list[Problem]:
     """Keys of a KubeSpawner override that would undo the GPU slice or the platform's
-    safety: anything not in :data:`OVERRIDE_KEYS`, and dangerous values of those that are."""
+    safety: anything not in :data:`OVERRIDE_KEYS`, and dangerous values of those that are.
+    ``gpu_profile``: the profile (or one of its choices) has a gpu: block."""
     problems = _Problems()
     for key in override:
-        if key in _PLACEMENT_KEYS or key in OVERRIDE_KEYS:
+        if key in OVERRIDE_KEYS:
             continue
         why = _REFUSED_KEYS.get(key)
         if why is None:
             why = f"not a setting profiles may override (allowed: {', '.join(OVERRIDE_KEYS)})"
         problems.add((*where, key), f"not allowed here; {why}")
+    image = override.get("image")
+    # An unlisted choice's "{value}" is the typed-in text, checked by its validation_regex.
+    if "image" in override and not (
+        isinstance(image, str) and re.match(IMAGE_REFERENCE_PATTERN, image.replace("{value}", "x"))
+    ):
+        problems.add(
+            (*where, "image"),
+            f"expected a container image reference like quay.io/jupyter/pytorch-notebook:latest, "
+            f"got {show(image)}",
+        )
     for key in ("uid", "gid"):
         if override.get(key) == 0:
             problems.add((*where, key), "not allowed here; user servers never run as root (0)")
@@ -555,21 +708,17 @@ def override_problems(override: Mapping[str, Any], where: FieldPath) -> list[Pro
                     (*where, key, name),
                     f"not allowed here; {keys.PREFIX}* is the GPU ledger's, written by the hub",
                 )
-    for key in _PLACEMENT_KEYS:
-        if key in override:
-            problems.add(
-                (*where, key),
-                "not allowed here; the GPU allocator decides which node a server runs on "
-                "(choose the kind of GPU with gpu.type)",
-            )
-    for key in _RESOURCE_KEYS:
-        for resource in _dict(override.get(key)):
-            if str(resource).startswith("nvidia.com/"):
-                problems.add(
-                    (*where, key, resource),
-                    "not allowed here; GPUs come from the profile's gpu: block, which the "
-                    "allocator places and enforces",
-                )
+    if gpu_profile:
+        for key in _RESOURCE_KEYS:
+            for resource in _dict(override.get(key)):
+                if str(resource).startswith("nvidia.com/"):
+                    problems.add(
+                        (*where, key, resource),
+                        "not allowed on a profile with a gpu: block, which already gives the "
+                        "server its slice; remove it (a profile without a gpu: block passes "
+                        "nvidia.com/* to the device plugin, for whole GPUs or MIG on nodes "
+                        "not labelled for sharing)",
+                    )
     for name in _dict(override.get("environment")):
         if name in FORBIDDEN_ENV:
             problems.add(

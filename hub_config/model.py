@@ -7,11 +7,15 @@ can trust them: references resolve, fractions are exact, slugs are unique.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any, Literal
 
+from slugify import slugify
+
 from gpu_fraction.model import SliceRequest, parse_fraction
+from spawner.profile_options import chosen
 
 ProjectKind = Literal["course", "lab"]
 
@@ -55,6 +59,7 @@ class Settings:
 
     allocator_policy: str = "binpack"
     default_project: str | None = None
+    default_image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,9 @@ class Image:
     image: str
     description: str = ""
     tags: tuple[str, ...] = ()
+    #: Named by a profile's override (z2jh style) rather than an entry of ``images``; its key
+    #: is the reference itself, so only projects that allow every image may use it.
+    unlisted: bool = False
 
 
 @dataclass(frozen=True)
@@ -155,11 +163,34 @@ class Profile:
     mem_limit: int | str | None = None
     kubespawner_override: dict[str, Any] = field(default_factory=dict, hash=False)
     profile_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    #: option -> choice -> the slice that choice sets instead of ``gpu``.
+    gpu_choices: dict[str, dict[str, GpuBlock]] = field(default_factory=dict, hash=False)
+    #: option -> choice -> the image that choice sets instead of ``image``.
+    image_choices: dict[str, dict[str, Image]] = field(default_factory=dict, hash=False)
 
     @property
     def fraction(self) -> Fraction:
         """GPUs the profile holds while running (0 for CPU-only), what quotas count."""
         return self.gpu.fraction if self.gpu else Fraction(0)
+
+    def gpu_for(self, options: Mapping[str, Any] | None) -> GpuBlock | None:
+        """The slice of a spawn with these ``user_options``: a chosen choice's ``gpu`` block
+        (an option left out takes its default choice, as KubeSpawner does), else ``gpu``."""
+        for option, blocks in self.gpu_choices.items():
+            choice = chosen(self.profile_options, option, options or {})
+            if choice in blocks:
+                return blocks[choice]
+        return self.gpu
+
+    def fraction_for(self, options: Mapping[str, Any] | None) -> Fraction:
+        """GPUs a spawn with these ``user_options`` holds (0 for CPU-only)."""
+        gpu = self.gpu_for(options)
+        return gpu.fraction if gpu else Fraction(0)
+
+    @property
+    def offers_gpu(self) -> bool:
+        """Whether some spawn of this profile holds a GPU slice."""
+        return self.gpu is not None or any(self.gpu_choices.values())
 
     def slice_request(self, **extra: Any) -> SliceRequest | None:
         """The allocator's request, with this profile's CPU and memory guarantees; ``None``
@@ -225,6 +256,8 @@ class AiConsoleConfig:
     profiles: tuple[Profile, ...] = ()
     flavors: tuple[Flavor, ...] = ()
     source: str = "ai-console.yaml"
+    #: What the loader noticed but did not refuse (unknown keys of a profile), one line each.
+    warnings: tuple[str, ...] = ()
 
     def profile(self, slug: str) -> Profile | None:
         return next((p for p in self.profiles if p.slug == slug), None)
@@ -252,15 +285,41 @@ def parse_quota(value: Any) -> Fraction:
 
 
 def derive_slug(display_name: str) -> str:
-    """A DNS-1123 label from a title: ``"PyTorch, 1/4 RTX 3090"`` -> ``pytorch-1-4-rtx-3090``."""
-    slug = re.sub(r"[^a-z0-9]+", "-", display_name.lower()).strip("-")
-    return slug[:63].rstrip("-")
+    """A profile's slug from its title, as KubeSpawner derives it (python-slugify), so saved
+    ``?profile=`` links and API callers keep working: ``"PyTorch, 1/4 RTX 3090"`` ->
+    ``pytorch-1-4-rtx-3090``; non-ASCII is transliterated, long names are kept whole."""
+    return slugify(display_name)
+
+
+def image_reference(value: Mapping[str, Any], images: Mapping[str, Any], default: str | None):
+    """What a profile (or a choice) runs: ``("key", k)`` for an entry of ``images``,
+    ``("reference", ref)`` for an image of its own, or ``None`` when it names none.
+
+    ``image:`` names a key; ``kubespawner_override.image`` a reference, matched to the entry of
+    ``images`` that has it. ``default`` (a key or a reference) applies when neither is given.
+    """
+    if isinstance(value.get("image"), str):
+        return ("key", value["image"])
+    override = value.get("kubespawner_override")
+    reference = override.get("image") if isinstance(override, Mapping) else None
+    if reference is None:
+        reference = default
+        if isinstance(reference, str) and reference in images:
+            return ("key", reference)
+    if not isinstance(reference, str):
+        return None
+    for key, image in images.items():
+        if isinstance(image, Mapping) and image.get("image") == reference:
+            return ("key", key)
+    return ("reference", reference)
 
 
 # --- building from checked data -----------------------------------------------------------
 
 
-def build_config(data: dict[str, Any], source: str = "ai-console.yaml") -> AiConsoleConfig:
+def build_config(
+    data: dict[str, Any], source: str = "ai-console.yaml", warnings: tuple[str, ...] = ()
+) -> AiConsoleConfig:
     """The model from parsed YAML that :func:`hub_config.loader.parse_config` has checked."""
     images = {
         key: Image(
@@ -270,7 +329,7 @@ def build_config(data: dict[str, Any], source: str = "ai-console.yaml") -> AiCon
             description=v.get("description", ""),
             tags=tuple(v.get("tags", ())),
         )
-        for key, v in data["images"].items()
+        for key, v in (data.get("images") or {}).items()
     }
     projects = {}
     for slug, v in (data.get("projects") or {}).items():
@@ -294,12 +353,17 @@ def build_config(data: dict[str, Any], source: str = "ai-console.yaml") -> AiCon
         settings=Settings(
             allocator_policy=settings.get("allocator_policy", "binpack"),
             default_project=settings.get("default_project"),
+            default_image=settings.get("default_image"),
         ),
         images=images,
         projects=projects,
-        profiles=tuple(_build_profile(v, images) for v in data["profiles"]),
+        profiles=tuple(
+            _build_profile(v, images, profile_default_image(settings, images))
+            for v in data["profiles"]
+        ),
         flavors=tuple(_build_flavor(v) for v in data.get("flavors") or ()),
         source=source,
+        warnings=warnings,
     )
 
 
@@ -309,13 +373,7 @@ def _build_flavor(v: dict) -> Flavor:
     block = None
     if gpu is not None:
         types = tuple(gpu["types"]) if "types" in gpu else (gpu["type"],)
-        block = GpuBlock(
-            fraction=parse_fraction(gpu["fraction"]),
-            gpu_type=types[0],
-            compute_min=gpu.get("compute_min"),
-            compute_max=gpu.get("compute_max"),
-            memory_mib=gpu.get("memory_mib"),
-        )
+        block = _gpu_block({**gpu, "type": types[0]})
     return Flavor(
         name=v["name"],
         display_name=v.get("display_name") or v["name"],
@@ -327,24 +385,51 @@ def _build_flavor(v: dict) -> Flavor:
     )
 
 
-def _build_profile(v: dict, images: dict[str, Image]) -> Profile:
+def profile_default_image(settings: Mapping[str, Any], images: Mapping[str, Image]) -> str | None:
+    """settings.default_image, else the first entry of images (its key)."""
+    return settings.get("default_image") or next(iter(images), None)
+
+
+def _image(value: Mapping[str, Any], images: dict[str, Image], default: str | None) -> Image | None:
+    found = image_reference(value, images, default)
+    if found is None:
+        return None
+    kind, name = found
+    if kind == "key":
+        return images[name]
+    return Image(key=name, display_name=name, image=name, unlisted=True)
+
+
+def _gpu_block(gpu: Mapping[str, Any]) -> GpuBlock:
+    return GpuBlock(
+        fraction=parse_fraction(gpu["fraction"]),
+        gpu_type=gpu["type"],
+        compute_min=gpu.get("compute_min"),
+        compute_max=gpu.get("compute_max"),
+        memory_mib=gpu.get("memory_mib"),
+    )
+
+
+def _build_profile(v: dict, images: dict[str, Image], default_image: str | None) -> Profile:
     gpu, cpu, memory = v.get("gpu"), v.get("cpu") or {}, v.get("memory") or {}
+    image = _image(v, images, default_image)
+    assert image is not None  # the loader has checked that every profile has an image
+    gpu_choices: dict[str, dict[str, GpuBlock]] = {}
+    image_choices: dict[str, dict[str, Image]] = {}
+    for option, spec in (v.get("profile_options") or {}).items():
+        for key, choice in ((spec or {}).get("choices") or {}).items():
+            if choice.get("gpu") is not None:
+                gpu_choices.setdefault(option, {})[key] = _gpu_block(choice["gpu"])
+            if "image" in (choice.get("kubespawner_override") or {}):
+                image_choices.setdefault(option, {})[key] = _image(choice, images, None)
     return Profile(
         slug=v.get("slug") or derive_slug(v["display_name"]),
         display_name=v["display_name"],
-        image=images[v["image"]],
-        description=v.get("description", ""),
+        image=image,
+        description=v.get("description") or "",
         default=bool(v.get("default", False)),
         projects=tuple(v["projects"]) if "projects" in v else None,
-        gpu=None
-        if gpu is None
-        else GpuBlock(
-            fraction=parse_fraction(gpu["fraction"]),
-            gpu_type=gpu["type"],
-            compute_min=gpu.get("compute_min"),
-            compute_max=gpu.get("compute_max"),
-            memory_mib=gpu.get("memory_mib"),
-        ),
+        gpu=None if gpu is None else _gpu_block(gpu),
         cpu_guarantee=None if cpu.get("guarantee") is None else float(cpu["guarantee"]),
         cpu_limit=None if cpu.get("limit") is None else float(cpu["limit"]),
         mem_guarantee=None
@@ -353,4 +438,6 @@ def _build_profile(v: dict, images: dict[str, Image]) -> Profile:
         mem_limit=None if memory.get("limit") is None else kubespawner_memory(memory["limit"]),
         kubespawner_override=dict(v.get("kubespawner_override") or {}),
         profile_options=dict(v.get("profile_options") or {}),
+        gpu_choices=gpu_choices,
+        image_choices=image_choices,
     )

@@ -27,6 +27,15 @@ SLUG_ALLOWED = "a lowercase name of 1-63 letters, digits and '-' (like cs101)"
 #: Memory as KubeSpawner's ``mem_limit``/``mem_guarantee`` accept it. KubeSpawner reads K, M, G
 #: and T as powers of 1024; the Kubernetes spellings Ki, Mi, Gi and Ti mean the same and are
 #: accepted too.
+#: Profile slugs as KubeSpawner accepts them (any text), less what would break the spawn form's
+#: markup or a saved ``?profile=`` link: whitespace and HTML's special characters.
+PROFILE_SLUG_PATTERN = r"^[^\s<>&\"'`]{1,253}$"
+PROFILE_SLUG_ALLOWED = (
+    "a name of 1-253 characters without spaces or <, >, &, quotes (like pytorch_GPU-1)"
+)
+#: A container image reference, as a profile's override or settings.default_image gives it.
+IMAGE_REFERENCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$"
+IMAGE_REFERENCE_ALLOWED = "a container image reference like quay.io/jupyter/pytorch-notebook:latest"
 MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?[KMGT]i?$"
 OPTION_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,63}$"
 MEMORY_ALLOWED = "a size like 512M, 2G or 8Gi (K, M, G, T are powers of 1024), or bytes"
@@ -70,13 +79,13 @@ IMAGE_SCHEMA: dict[str, Any] = {
         },
         "image": {
             "type": "string",
-            "pattern": r"^[A-Za-z0-9][A-Za-z0-9._/:@+-]*$",
+            "pattern": IMAGE_REFERENCE_PATTERN,
             "description": (
                 "Container image reference used for pods (Kubernetes), like "
                 "quay.io/jupyter/pytorch-notebook:cuda12-latest. Profiles refer to the image "
                 "by its key, never by this reference, so project image rules always apply."
             ),
-            "x-allowed": "a container image reference like quay.io/jupyter/pytorch-notebook:latest",
+            "x-allowed": IMAGE_REFERENCE_ALLOWED,
         },
         "tags": _names("Optional labels for the marketplace (deep-learning, nlp).", "tag"),
     },
@@ -297,16 +306,23 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "projects."
     ),
     "x-allowed": "a profile mapping",
-    "additionalProperties": False,
-    "required": ["display_name", "image"],
+    # Keys of the admin's own are warned about (with a suggestion), not refused: z2jh lists
+    # carry them, and KubeSpawner ignores them.
+    "required": ["display_name"],
     "properties": {
         "display_name": _text("Title in the spawn form (PyTorch, 1/4 RTX 3090)."),
-        "slug": _slug(
-            "Stable identifier used in user_options and the REST API. Derived from "
-            "display_name when missing; set it to keep links working when the title changes."
-        ),
-        "description": {
+        "slug": {
             "type": "string",
+            "pattern": PROFILE_SLUG_PATTERN,
+            "description": (
+                "Stable identifier used in user_options, ?profile= links and the REST API. "
+                "Derived from display_name as KubeSpawner derives it when missing; set it to "
+                "keep links working when the title changes."
+            ),
+            "x-allowed": PROFILE_SLUG_ALLOWED,
+        },
+        "description": {
+            "type": ["string", "null"],
             "description": "Text under the title; the hub appends how many slices are free now.",
             "x-allowed": "a string",
         },
@@ -315,7 +331,16 @@ PROFILE_SCHEMA: dict[str, Any] = {
             "description": "Preselect this profile in the form; at most one profile may.",
             "x-allowed": "true or false",
         },
-        "image": _slug("Key of the entry in images whose container image servers run."),
+        "image": {
+            "type": "string",
+            "minLength": 1,
+            "description": (
+                "Key of the entry in images whose container image servers run. Omitted: the "
+                "image kubespawner_override.image names, else settings.default_image, else the "
+                "first entry of images."
+            ),
+            "x-allowed": "a key of images",
+        },
         "projects": {
             "type": "array",
             "minItems": 1,
@@ -346,10 +371,13 @@ PROFILE_SCHEMA: dict[str, Any] = {
         "kubespawner_override": {
             "type": "object",
             "description": (
-                "Extra KubeSpawner settings for this profile, passed through (the admin's "
-                "escape hatch). Keys that would undo the GPU slice are refused: image, "
-                "node_selector, node_affinity_required, nvidia.com/* in extra_resource_limits "
-                "or extra_resource_guarantees, and the device and MPS variables in environment."
+                "Extra KubeSpawner settings for this profile, as in z2jh's profileList. image "
+                "names a container image (matched to an entry of images where one has that "
+                "reference, else an image of its own, under the same project rules). On a GPU "
+                "profile node_selector and node_affinity_required narrow the nodes the "
+                "allocator chooses from. Keys that would undo the GPU slice or the platform's "
+                "safety are refused: nvidia.com/* resources on a profile with a gpu: block, the "
+                "device and MPS variables in environment, privileges, host paths."
             ),
             "x-allowed": "a mapping of KubeSpawner settings",
         },
@@ -357,8 +385,10 @@ PROFILE_SCHEMA: dict[str, Any] = {
             "type": "object",
             "description": (
                 "KubeSpawner profile_options, passed through: {option: {display_name, choices: "
-                "{key: {display_name, default, kubespawner_override}}, unlisted_choice}}. "
-                "The overrides of choices follow the same rules as kubespawner_override."
+                "{key: {display_name, default, kubespawner_override, gpu}}, unlisted_choice}}. "
+                "The overrides of choices follow the same rules as kubespawner_override; a "
+                "choice's gpu: block sets the slice when it is chosen (one profile, several "
+                "sizes); a typed-in image (unlisted_choice) needs a validation_regex."
             ),
             "x-allowed": "a mapping of option names to KubeSpawner option mappings",
             # Keys end up in the spawn form's HTML and in KubeSpawner's lookups: names only.
@@ -407,6 +437,13 @@ PROFILE_SCHEMA: dict[str, Any] = {
                                         "rules as the profile's kubespawner_override."
                                     ),
                                 },
+                                "gpu": {
+                                    **GPU_SCHEMA,
+                                    "description": (
+                                        "The GPU slice when this choice is chosen, instead of "
+                                        "the profile's gpu: block."
+                                    ),
+                                },
                             },
                         },
                     },
@@ -441,7 +478,7 @@ SCHEMA: dict[str, Any] = {
             ),
         },
     },
-    "required": ["images", "profiles"],
+    "required": ["profiles"],
     "properties": {
         "platform_admins": _names(
             "JupyterHub admins: they get JupyterHub's admin role, every AI Console permission, "
@@ -451,7 +488,7 @@ SCHEMA: dict[str, Any] = {
         "settings": {
             "type": "object",
             "description": "Optional hub-wide settings.",
-            "x-allowed": "a mapping with allocator_policy and default_project",
+            "x-allowed": "a mapping with allocator_policy, default_project and default_image",
             "additionalProperties": False,
             "properties": {
                 "allocator_policy": {
@@ -469,6 +506,16 @@ SCHEMA: dict[str, Any] = {
                         "user's projects and the user chose none."
                     ),
                     "x-allowed": "a project key or null",
+                },
+                "default_image": {
+                    "type": "string",
+                    "pattern": IMAGE_REFERENCE_PATTERN,
+                    "description": (
+                        "Image of profiles that name none (z2jh's singleuser.image): a key of "
+                        "images, or a container image reference. Omitted: the first entry of "
+                        "images."
+                    ),
+                    "x-allowed": "a key of images or " + IMAGE_REFERENCE_ALLOWED,
                 },
             },
         },

@@ -6,7 +6,7 @@ import copy
 from typing import Any
 
 from kubespawner import KubeSpawner
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Dict, List, Unicode, default
 
 from gpu_fraction.enforcement import RESTRICTED_CONTAINER
 
@@ -29,6 +29,15 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         help="""runtimeClassName for pods that hold a GPU slice (the NVIDIA container runtime
         that honours NVIDIA_VISIBLE_DEVICES). Empty: leave the pod's runtime class alone.
         Example: c.FractionalGPUKubeSpawner.gpu_runtime_class_name = "nvidia" """,
+    )
+    gpu_tolerations = List(
+        Dict(),
+        default_value=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        config=True,
+        help="""Tolerations added to pods that hold a GPU slice. GPU node pools are often
+        tainted nvidia.com/gpu:NoSchedule (GKE, EKS); a z2jh pod got the toleration from its
+        nvidia.com/gpu request through the ExtendedResourceToleration admission plugin, but
+        slice pods make no such request. Set [] where GPU nodes are not tainted.""",
     )
     events_show_placement = Bool(
         True,
@@ -65,11 +74,22 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
         self._chosen_profile = self._get_profile(slug, profile_list)
 
     def slice_settings(self, node: str) -> SliceSettings:
+        manager = self.slice_manager
         return SliceSettings(
             runtime_class_name=self.gpu_runtime_class_name or None,
-            startup_configmap=self.slice_manager.startup_hook_configmap or None,
-            mps=self.slice_manager.mps_settings(node),
+            startup_configmap=manager.startup_hook_configmap or None,
+            mps=manager.mps_settings(node),
+            tolerations=tuple(self.gpu_tolerations),
+            unmanaged_nodes=manager.unmanaged_node_requirement() if not node else None,
         )
+
+    def slice_nodes(self) -> frozenset[str] | None:
+        """The nodes this pod's node selector and required affinity admit, as the pod will
+        be built: a nodeSelector in extra_pod_config replaces node_selector, as KubeSpawner
+        applies it last."""
+        extra = self.extra_pod_config or {}
+        selector = extra.get("nodeSelector", extra.get("node_selector", self.node_selector))
+        return self.slice_manager.admitted_nodes(selector, self.node_affinity_required)
 
     async def get_pod_manifest(self) -> Any:
         pod = await super().get_pod_manifest()

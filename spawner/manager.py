@@ -29,6 +29,7 @@ from gpu_fraction.model import Allocation, Owner, SliceRequest, format_gpus
 from gpu_fraction.simulated import simulated
 
 from .lease import AllocatorLease, LeaseHeld, stable_identity
+from .node_filter import admitted_nodes
 
 #: Label on every pod that holds a slice, so the ledger can list just those pods.
 SLICE_LABEL = keys.PREFIX + "slice"
@@ -176,6 +177,8 @@ class GPUSliceManager(SingletonConfigurable):
         self.inventory: Inventory | None = None
         self.rebuild_report: RebuildReport | None = None
         self.mps_nodes: frozenset[str] = frozenset()
+        #: node name -> its labels, as listed when the inventory was built (Kubernetes)
+        self.node_labels: dict[str, dict[str, str]] = {}
         #: The Lease that makes this hub the namespace's one allocator (Kubernetes).
         self.lease: AllocatorLease | None = None
         self._reconcile_task: asyncio.Task | None = None
@@ -256,6 +259,24 @@ class GPUSliceManager(SingletonConfigurable):
             pipe_directory=self.mps_pipe_directory, host_shm_directory=self.mps_shm_directory
         )
 
+    def admitted_nodes(
+        self, selector: dict[str, str] | None, terms: list | None
+    ) -> frozenset[str] | None:
+        """The nodes a pod's node selector and required affinity admit (None: any)."""
+        return admitted_nodes(self.node_labels, selector, terms)
+
+    def unmanaged_node_requirement(self) -> dict[str, Any] | None:
+        """A node selector requirement that keeps a pod off the nodes whose GPUs the allocator
+        hands out (for pods that get GPUs from the NVIDIA device plugin instead); None when
+        it manages none."""
+        if self.require_sharing_label:
+            return {"key": keys.LABEL_SHARING, "operator": "NotIn", "values": ["true"]}
+        allocator = self._allocator
+        managed = sorted({gpu.node for gpu in allocator.gpus()}) if allocator else []
+        if not managed:
+            return None
+        return {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": managed}
+
     async def _hold_lease(self) -> None:
         """Become the namespace's one allocator, or refuse to serve slices."""
         if not self.lease_name or self.lease is not None:
@@ -290,6 +311,9 @@ class GPUSliceManager(SingletonConfigurable):
         api = await self._core_api()
         node_list = await api.list_node()
         nodes = [api.api_client.sanitize_for_serialization(n) for n in node_list.items]
+        self.node_labels = {
+            n["metadata"]["name"]: dict(n["metadata"].get("labels") or {}) for n in nodes
+        }
         self.mps_nodes = frozenset(
             n["metadata"]["name"]
             for n in nodes

@@ -3,13 +3,15 @@
 The spawner calls :func:`apply_slice` last, on the pod KubeSpawner built, so profile overrides
 applied earlier cannot undo the slice: the pod is pinned to the slice's node, sees only its
 GPU(s), carries the enforcement environment and volumes, and is annotated with the allocation
-(the ledger). GPUs the allocator manages are never also requested as ``nvidia.com/gpu`` from the
-device plugin.
+(the ledger). GPUs the allocator manages are never also requested as ``nvidia.com/*`` from the
+device plugin. A pod without a slice that asks the device plugin for GPUs (whole GPUs or MIG, as
+in z2jh) keeps its request and is kept off the nodes the allocator manages.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from kubernetes_asyncio.client import (
     V1Affinity,
@@ -19,6 +21,7 @@ from kubernetes_asyncio.client import (
     V1NodeSelectorRequirement,
     V1NodeSelectorTerm,
     V1Pod,
+    V1Toleration,
     V1Volume,
     V1VolumeMount,
 )
@@ -41,7 +44,7 @@ from gpu_fraction.model import Allocation
 
 from .manager import SLICE_LABEL
 
-GPU_RESOURCE = "nvidia.com/gpu"
+GPU_RESOURCE_PREFIX = "nvidia.com/"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
@@ -52,6 +55,11 @@ class SliceSettings:
     runtime_class_name: str | None = "nvidia"
     startup_configmap: str | None = None
     mps: MpsSettings | None = None
+    #: Added to slice pods (GPU node pools are often tainted nvidia.com/gpu:NoSchedule, and the
+    #: ExtendedResourceToleration plugin only tolerates pods that request nvidia.com/gpu).
+    tolerations: tuple[dict[str, Any], ...] = ()
+    #: A node selector requirement matching the nodes the allocator does not manage.
+    unmanaged_nodes: dict[str, Any] | None = field(default=None, hash=False)
 
 
 def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettings) -> V1Pod:
@@ -61,10 +69,15 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
     "all", cannot reach a GPU on a node with the NVIDIA runtime.
     """
     container = pod.spec.containers[0]
-    _drop_gpu_resource(container)
     if allocation is None:
+        if _gpu_resources(container):
+            # The device plugin hands out these GPUs and sets the devices; not where we do.
+            if settings.unmanaged_nodes:
+                _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
+            return pod
         _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
         return pod
+    _drop_gpu_resources(container)
     env = container_environment(
         allocation,
         mps=settings.mps,
@@ -85,7 +98,10 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
     ]
     pod.metadata.annotations = {**(pod.metadata.annotations or {}), **to_annotations(allocation)}
     pod.metadata.labels = {**(pod.metadata.labels or {}), SLICE_LABEL: "true"}
-    _pin_to_node(pod, allocation.node)
+    _require(
+        pod, V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="In", values=[allocation.node])
+    )
+    _tolerate(pod, settings.tolerations)
     if settings.runtime_class_name and not allocation.simulated:
         pod.spec.runtime_class_name = settings.runtime_class_name
     return pod
@@ -95,16 +111,38 @@ def _startup_path(allocation: Allocation, settings: SliceSettings) -> str | None
     return STARTUP_MOUNT_PATH if settings.startup_configmap and has_caps(allocation) else None
 
 
-def _drop_gpu_resource(container) -> None:
+def _gpu_resources(container) -> list[str]:
+    """The ``nvidia.com/*`` resources the container asks the device plugin for."""
+    resources = container.resources
+    names = [
+        key
+        for part in (getattr(resources, "limits", None), getattr(resources, "requests", None))
+        for key in (part or {})
+        if key.startswith(GPU_RESOURCE_PREFIX)
+    ]
+    return sorted(set(names))
+
+
+def _drop_gpu_resources(container) -> None:
     """The allocator, not the device plugin, hands out these GPUs."""
     resources = container.resources
     if resources is None:
         return
     for name in ("limits", "requests"):
         values = getattr(resources, name)
-        if values and GPU_RESOURCE in values:
-            values = {k: v for k, v in values.items() if k != GPU_RESOURCE}
+        if values and any(k.startswith(GPU_RESOURCE_PREFIX) for k in values):
+            values = {k: v for k, v in values.items() if not k.startswith(GPU_RESOURCE_PREFIX)}
             setattr(resources, name, values or None)
+
+
+def _tolerate(pod: V1Pod, tolerations: tuple[dict[str, Any], ...]) -> None:
+    """Add ``tolerations`` the pod does not have yet (profiles may bring their own)."""
+    existing = list(pod.spec.tolerations or [])
+    for toleration in tolerations:
+        model = get_k8s_model(V1Toleration, toleration)
+        if model not in [get_k8s_model(V1Toleration, t) for t in existing]:
+            existing.append(model)
+    pod.spec.tolerations = existing or None
 
 
 def _set_env(container, values: dict[str, str]) -> None:
@@ -113,13 +151,12 @@ def _set_env(container, values: dict[str, str]) -> None:
     container.env = kept + [V1EnvVar(name=k, value=v) for k, v in values.items()]
 
 
-def _pin_to_node(pod: V1Pod, node: str) -> None:
-    """Require the slice's node, ANDed into every existing required term.
+def _require(pod: V1Pod, requirement: V1NodeSelectorRequirement) -> None:
+    """Add a node requirement, ANDed into every existing required term.
 
     Required node-selector terms are ORed by Kubernetes, so appending a term would let the pod
-    land elsewhere; the hostname requirement goes into each term instead.
+    land elsewhere; the requirement goes into each term instead.
     """
-    requirement = V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="In", values=[node])
     spec = pod.spec
     if spec.affinity is None:
         spec.affinity = V1Affinity()

@@ -9,6 +9,7 @@ releases twice loses nothing.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +25,7 @@ from gpu_fraction.errors import AllocationRefused, InvalidFieldError
 from gpu_fraction.model import Allocation, Owner, SliceRequest
 
 from .manager import GPUSliceManager
+from .profile_options import chosen
 
 #: Key of our data in a profile dict (KubeSpawner profile_list shape).
 PROFILE_KEY = "ai_console"
@@ -55,11 +57,17 @@ class SliceRefused(web.HTTPError):
         return self.jupyterhub_message
 
 
-def decision_from_profile(profile: dict | None) -> SliceDecision:
-    """The slice a profile asks for, from its ``ai_console.gpu`` block (none: CPU-only)."""
+def decision_from_profile(profile: dict | None, user_options: dict | None = None) -> SliceDecision:
+    """The slice a profile asks for: the chosen choice's block of ``ai_console.gpu_choices``,
+    else its ``ai_console.gpu`` block (none: CPU-only)."""
     ours = (profile or {}).get(PROFILE_KEY) or {}
     project = ours.get("project", "")
     gpu = ours.get("gpu")
+    for option, blocks in (ours.get("gpu_choices") or {}).items():
+        choice = chosen((profile or {}).get("profile_options") or {}, option, user_options or {})
+        if choice in blocks:
+            gpu = blocks[choice]
+            break
     if not gpu:
         return SliceDecision(None, project)
     request = SliceRequest(
@@ -104,7 +112,7 @@ class GPUSliceMixin(Configurable):
         try:
             if self.slice_policy is not None:
                 return await maybe_future(self.slice_policy(self, profile))
-            return decision_from_profile(profile)
+            return decision_from_profile(profile, self.user_options)
         except PermissionError as err:
             raise SliceRefused(str(err), 403) from None
         except ValueError as err:  # bad input from the profile or the user's options
@@ -118,8 +126,18 @@ class GPUSliceMixin(Configurable):
             self.slice_message = "No GPU: this profile runs on CPU only"
             return None
         owner = Owner("notebook", self.user.name, decision.project, self.name or "")
+        request = decision.request
+        nodes = self.slice_nodes()
+        if nodes is not None:
+            if not nodes:
+                raise SliceRefused(
+                    "This profile's node selector matches none of the cluster's nodes, so it "
+                    "cannot start; tell your platform admin which profile you chose.",
+                    400,
+                )
+            request = dataclasses.replace(request, nodes=nodes)
         try:
-            allocation = await self.slice_manager.reserve(decision.request, owner)
+            allocation = await self.slice_manager.reserve(request, owner)
         except AllocationRefused as err:
             raise SliceRefused(f"No GPU slice available: {err.reason}") from None
         except InvalidFieldError as err:
@@ -128,6 +146,11 @@ class GPUSliceMixin(Configurable):
         self.slice_message = f"Reserved {allocation.describe()}"
         self.log.info("%s for %s", self.slice_message, self._log_name)
         return allocation
+
+    def slice_nodes(self) -> frozenset[str] | None:
+        """The nodes this server may run on (None: any); the Kubernetes spawner reads them from
+        the pod's node selector and affinity."""
+        return None
 
     def slice_committed(self) -> bool:
         """Whether this server's pod or process exists (its slice is committed)."""

@@ -156,12 +156,17 @@ def test_duplicate_yaml_key(tmp_path: Path) -> None:
 # --- schema mistakes --------------------------------------------------------------------------
 
 
-def test_unknown_key_lists_allowed_keys(tmp_path: Path) -> None:
+def test_unknown_profile_key_is_a_warning_with_the_key_meant(tmp_path: Path) -> None:
     data = example()
     data["profiles"][1]["gpus"] = 1
-    message = errors_of(tmp_path, data)
-    assert "profiles[1].gpus: unknown key; allowed keys here are: display_name, slug" in message
-    assert "kubespawner_override, profile_options" in message
+    data["profiles"][2]["x_owner"] = "alice"
+    config = load_config(write(tmp_path, data))
+    where = f"{tmp_path / 'ai-console.yaml'}: profiles"
+    assert f"{where}[1].gpus: ignored (not a profile setting); did you mean gpu?" in (
+        config.warnings
+    )
+    (owner,) = [w for w in config.warnings if "x_owner" in w]
+    assert "known keys: display_name, slug, description" in owner
 
 
 def test_unknown_top_level_key(tmp_path: Path) -> None:
@@ -182,10 +187,10 @@ def test_wrong_type(tmp_path: Path) -> None:
 
 def test_missing_required_field(tmp_path: Path) -> None:
     data = example()
-    del data["profiles"][2]["image"]
+    del data["profiles"][2]["display_name"]
     del data["images"]["scipy"]["display_name"]
     message = errors_of(tmp_path, data)
-    assert "profiles[2].image: missing required field; expected a lowercase name" in message
+    assert "profiles[2].display_name: missing required field; expected a non-empty" in message
     assert "images.scipy.display_name: missing required field" in message
 
 
@@ -340,17 +345,13 @@ def test_bad_memory_size(tmp_path: Path) -> None:
 def test_forbidden_override_keys(tmp_path: Path) -> None:
     data = example()
     data["profiles"][1]["kubespawner_override"] = {
-        "image": "evil/image:latest",
-        "node_selector": {"kubernetes.io/hostname": "gpu-01"},
         "extra_resource_limits": {"nvidia.com/gpu": "1"},
         "environment": {"NVIDIA_VISIBLE_DEVICES": "all", "LANG": "C.UTF-8"},
         "cpu_limit": 8,
     }
     message = errors_of(tmp_path, data)
     where = "profiles[1].kubespawner_override"
-    assert f"{where}.image: not allowed here; set the profile's image: to a key" in message
-    assert f"{where}.node_selector: not allowed here; the GPU allocator decides" in message
-    assert f'{where}.extra_resource_limits["nvidia.com/gpu"]: not allowed here; GPUs come' in (
+    assert f'{where}.extra_resource_limits["nvidia.com/gpu"]: not allowed on a profile with a ' in (
         message
     )
     assert f"{where}.environment.NVIDIA_VISIBLE_DEVICES: not allowed here" in message
@@ -363,11 +364,11 @@ def test_forbidden_key_in_profile_option_choice(tmp_path: Path) -> None:
     data = example()
     i = profile_index(data, "pytorch-a100")
     choice = data["profiles"][i]["profile_options"]["storage"]["choices"]["large"]
-    choice["kubespawner_override"]["node_affinity_required"] = [{"matchExpressions": []}]
+    choice["kubespawner_override"]["privileged"] = True
     message = errors_of(tmp_path, data)
     assert (
         f"profiles[{i}].profile_options.storage.choices.large.kubespawner_override."
-        "node_affinity_required: not allowed here" in message
+        "privileged: not allowed here; user pods never run privileged" in message
     )
 
 
@@ -380,7 +381,7 @@ def test_multiple_errors_reported_together(tmp_path: Path) -> None:
     data["projects"]["cs101"]["gpu_quota"] = -2
     data["profiles"][1]["gpu"]["fraction"] = "5/4"
     data["profiles"][2]["image"] = "jax"
-    data["profiles"][3]["colour"] = "red"
+    data["profiles"][3]["slug"] = "no spaces"
     message = errors_of(tmp_path, data)
     lines = message.splitlines()
     assert len(lines) == 5, message
@@ -390,5 +391,5 @@ def test_multiple_errors_reported_together(tmp_path: Path) -> None:
         "projects.cs101.gpu_quota",
         "profiles[1].gpu.fraction",
         "profiles[2].image",
-        "profiles[3].colour",
+        "profiles[3].slug",
     ]

@@ -85,7 +85,7 @@ def test_each_mistake_the_review_found_names_its_field(tmp_path, changes, field,
             'extra_annotations["ai-console/allocation"]',
             "ledger",
         ),
-        ({"imagee": "typo"}, "imagee", "allowed: environment"),
+        ({"imagee": "typo"}, "imagee", "allowed: image, node_selector"),
     ],
 )
 def test_overrides_that_get_around_the_platform_are_refused_by_name(

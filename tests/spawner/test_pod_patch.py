@@ -113,13 +113,45 @@ async def test_whole_gpus_pod():
     await validate(pod)
 
 
+UNMANAGED = {"key": keys.LABEL_SHARING, "operator": "NotIn", "values": ["true"]}
+
+
 async def test_cpu_only_pod_sees_no_gpu():
-    pod = apply_slice(pod_for(extra_resource_limits={"nvidia.com/gpu": "1"}), None, SliceSettings())
+    pod = apply_slice(pod_for(), None, SliceSettings(unmanaged_nodes=UNMANAGED))
     env = env_of(pod)
     assert env["NVIDIA_VISIBLE_DEVICES"] == "void" and env["CUDA_VISIBLE_DEVICES"] == ""
     assert pod.spec.affinity is None and pod.spec.runtime_class_name is None
     assert "ai-console/slice" not in pod.metadata.labels
     await validate(pod)
+
+
+async def test_device_plugin_gpus_pass_through_and_keep_off_shared_nodes():
+    """A profile without a gpu: block that asks for whole GPUs or MIG (z2jh style) gets them
+    from the device plugin, on a node whose GPUs the allocator does not hand out."""
+    limits = {"nvidia.com/gpu": "1", "nvidia.com/mig-1g.10gb": "1"}
+    pod = apply_slice(
+        pod_for(extra_resource_limits=limits), None, SliceSettings(unmanaged_nodes=UNMANAGED)
+    )
+    assert pod.spec.containers[0].resources.limits["nvidia.com/gpu"] == "1"
+    assert pod.spec.containers[0].resources.limits["nvidia.com/mig-1g.10gb"] == "1"
+    # The device plugin chooses the devices: no "void" from us.
+    assert env_of(pod).get("NVIDIA_VISIBLE_DEVICES") != "void"
+    body = await validate(pod)
+    terms = body["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [UNMANAGED]}]
+
+
+async def test_slice_pods_tolerate_the_gpu_taint_and_drop_device_plugin_requests():
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    pod = pod_for(extra_resource_limits={"nvidia.com/gpu": "1"}, tolerations=[toleration])
+    pod = apply_slice(pod, reserve("1/4"), SliceSettings(tolerations=(toleration,)))
+    body = await validate(pod)
+    assert body["spec"]["tolerations"] == [toleration]  # once, though the profile had it too
+    assert "nvidia.com/gpu" not in (body["spec"]["containers"][0].get("resources") or {}).get(
+        "limits", {}
+    )
 
 
 async def test_node_pin_is_anded_into_existing_required_terms():
