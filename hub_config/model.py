@@ -309,7 +309,9 @@ def image_reference(value: Mapping[str, Any], images: Mapping[str, Any], default
     if not isinstance(reference, str):
         return None
     for key, image in images.items():
-        if isinstance(image, Mapping) and image.get("image") == reference:
+        # Raw YAML (the loader's checks) or built Image objects.
+        listed = image.get("image") if isinstance(image, Mapping) else getattr(image, "image", None)
+        if listed == reference:
             return ("key", key)
     return ("reference", reference)
 

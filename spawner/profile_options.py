@@ -7,8 +7,11 @@ from typing import Any
 
 
 def chosen(profile_options: Mapping[str, Any], option: str, user_options: Mapping[str, Any]) -> Any:
-    """The choice of ``option`` a spawn with ``user_options`` gets: the user's, else the one
-    marked default, else the first (KubeSpawner's rule)."""
+    """The choice of ``option`` a spawn with ``user_options`` gets: none when the user typed
+    in a value (``<option>--unlisted-choice``), else the user's, else the one marked default,
+    else the first (KubeSpawner's rules)."""
+    if user_options.get(f"{option}--unlisted-choice"):
+        return None
     if user_options.get(option):
         return user_options[option]
     choices = (profile_options.get(option) or {}).get("choices") or {}

@@ -127,6 +127,7 @@ class GPUSliceMixin(Configurable):
             return None
         owner = Owner("notebook", self.user.name, decision.project, self.name or "")
         request = decision.request
+        await self.slice_manager.ready()  # the node labels come with the inventory
         nodes = self.slice_nodes()
         if nodes is not None:
             if not nodes:

@@ -50,7 +50,7 @@ def add_gpu_node(kube: Any, name: str, gpus: int = 1, **kwargs: Any) -> list[str
         name,
         labels={**RTX_LABELS, keys.GFD_COUNT: str(gpus), **kwargs.pop("labels", {})},
         annotations={keys.ANN_NODE_GPUS: json.dumps(published)},
-        allocatable={"cpu": "32", "memory": "128Gi", "pods": "110"},
+        allocatable=kwargs.pop("allocatable", {"cpu": "32", "memory": "128Gi", "pods": "110"}),
         **kwargs,
     )
     return uuids
