@@ -61,6 +61,9 @@ RESTRICTED_CONTAINER: dict = {
     "capabilities": {"drop": ["ALL"]},
     "seccompProfile": {"type": "RuntimeDefault"},
 }
+#: The taint GPU node pools carry (GKE, EKS): pods with a slice tolerate it, as pods asking the
+#: device plugin for nvidia.com/gpu get it from the ExtendedResourceToleration admission plugin.
+GPU_TAINT_TOLERATION: dict = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 #: NVIDIA container runtime value for "no GPU at all" (an image may default to "all").
 NO_DEVICE = "void"
 

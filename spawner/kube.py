@@ -8,7 +8,7 @@ from typing import Any
 from kubespawner import KubeSpawner
 from traitlets import Bool, Dict, List, Unicode, default
 
-from gpu_fraction.enforcement import RESTRICTED_CONTAINER
+from gpu_fraction.enforcement import GPU_TAINT_TOLERATION, RESTRICTED_CONTAINER
 
 from .log_redaction import install as install_redaction
 from .pod_patch import SliceSettings, apply_slice
@@ -32,7 +32,7 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
     )
     gpu_tolerations = List(
         Dict(),
-        default_value=[{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        default_value=[GPU_TAINT_TOLERATION],
         config=True,
         help="""Tolerations added to pods that hold a GPU slice. GPU node pools are often
         tainted nvidia.com/gpu:NoSchedule (GKE, EKS); a z2jh pod got the toleration from its

@@ -237,3 +237,22 @@ async def test_a_readwriteoncepod_home_in_use_refuses_the_job_and_says_why(clust
         await asyncio.sleep(0.3)
     assert storage.node == "node-1" and not storage.shared
     assert "jupyter-carol has it: stop your server" in storage.blocked
+
+
+async def test_a_gpu_job_runs_on_a_node_tainted_for_gpus(cluster, backend):
+    """GPU node pools are tainted nvidia.com/gpu:NoSchedule; a job with a slice tolerates it
+    (the real scheduler would keep it Pending otherwise)."""
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    cluster.add_node("gpu-tainted", taints=[taint])
+    job = record(cluster.home, "print('on the GPU node')")
+    pod = {
+        "environment": {"NVIDIA_VISIBLE_DEVICES": "GPU-x"},
+        "annotations": {"ai-console/allocation": "a2"},
+        "node": "gpu-tainted",
+        "simulated": True,
+    }
+    await backend.start(job, Launch(pod=pod))
+    seen = await until(backend, job, {Status.COMPLETED, Status.FAILED})
+    assert seen.status is Status.COMPLETED, seen
+    [created] = cluster.list("pods", labelSelector=f"job-name=job-{job.job_id}")
+    assert created["spec"]["nodeName"] == "gpu-tainted"

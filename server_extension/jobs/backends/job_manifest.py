@@ -39,6 +39,7 @@ class JobSettings:
     default_image: str
     ttl_seconds_after_finished: int = 3600
     runtime_class_name: str | None = "nvidia"
+    gpu_tolerations: tuple[dict[str, Any], ...] = ()
     extra_labels: dict[str, str] = field(default_factory=dict)
 
 
@@ -166,6 +167,8 @@ def _apply_slice(spec: dict, container: dict, meta: dict, pod: dict, settings: J
     _pin_to_node(spec, pod["node"])
     if settings.runtime_class_name and not pod.get("simulated"):
         spec["runtimeClassName"] = settings.runtime_class_name
+    if settings.gpu_tolerations:
+        spec["tolerations"] = [copy.deepcopy(t) for t in settings.gpu_tolerations]
 
 
 def _pin_to_node(spec: dict, node: str) -> None:

@@ -14,6 +14,8 @@ from typing import Any
 
 from traitlets import Dict, Integer, List, Unicode, default
 
+from gpu_fraction.enforcement import GPU_TAINT_TOLERATION
+
 from ..model import JOB_FILES, Status
 from ..store import JobRecord
 from .base import Backend, Launch, Observation, Storage
@@ -68,6 +70,13 @@ class KubernetesBackend(Backend):
         config=True,
         help="""runtimeClassName of pods with a GPU slice; empty: leave it unset.""",
     )
+    gpu_tolerations = List(
+        Dict(),
+        default_value=[GPU_TAINT_TOLERATION],
+        config=True,
+        help="""Tolerations of job pods with a GPU slice (GPU node pools are often tainted
+        nvidia.com/gpu:NoSchedule); [] where GPU nodes are not tainted.""",
+    )
     extra_labels = Dict(
         config=True,
         help="""More labels for every Job and its pods (e.g. for NetworkPolicies).""",
@@ -91,6 +100,7 @@ class KubernetesBackend(Backend):
             default_image=self.default_image,
             ttl_seconds_after_finished=self.ttl_seconds_after_finished,
             runtime_class_name=self.runtime_class_name or None,
+            gpu_tolerations=tuple(self.gpu_tolerations),
             extra_labels=dict(self.extra_labels),
         )
 
