@@ -8,8 +8,10 @@ so the hub's CPU figure is the hub's alone.
 Run: ``python benchmarks/spawn.py --json``. The last line printed is one JSON object with
 ``spawns``, ``kubespawner_s`` and ``ours_s`` (wall time until every server started, best of
 ``--rounds``), ``ratio`` (ours / stock; target <= 1.10), ``kubespawner_hub_cpu_s`` and
-``ours_hub_cpu_s`` (CPU the hub process spent), ``median_ratio`` (the same over the rounds
-medians), ``oversubscribed`` (must be 0) and ``control_plane_start_s``. Before each round the
+``ours_hub_cpu_s`` (CPU the hub process spent), ``median_ratio`` (the same over the rounds'
+medians), ``ours_hook_in_image_s`` and ``ratio_hook_in_image`` (ours with the start-up hook
+baked into the image, so pods mount no ConfigMap: what the hook's volume costs),
+``oversubscribed`` (must be 0) and ``control_plane_start_s``. Before each round the
 previous round's pods are gone and the namespace's events deleted, and the order alternates.
 """
 
@@ -110,12 +112,28 @@ def settle(admin_kubeconfig: Path, timeout: float = 120) -> None:
     api.delete_collection_namespaced_event(NAMESPACE)
 
 
-def run_round(cls, count: int, tag: str) -> tuple[float, float, int]:
+#: What each round runs: stock KubeSpawner, ours as installed, and ours with the start-up hook
+#: in the image instead of the ConfigMap volume (the kubelet then fetches no ConfigMap per pod).
+VARIANTS = {
+    "kubespawner": (KubeSpawner, {}),
+    "ours": (FractionalGPUKubeSpawner, {}),
+    "ours_hook_in_image": (
+        FractionalGPUKubeSpawner,
+        {"GPUSliceManager__startup_hook_configmap": ""},
+    ),
+}
+
+
+def run_round(variant: str, count: int, tag: str) -> tuple[float, float, int]:
     reset_client_caches(load=True)
     GPUSliceManager.clear_instance()
+    cls, settings = VARIANTS[variant]
     profiles = PROFILES if cls is FractionalGPUKubeSpawner else stock_profiles()
     config = spawner_config(
-        NAMESPACE, KubeSpawner__profile_list=profiles, KubeSpawner__start_timeout=120
+        NAMESPACE,
+        KubeSpawner__profile_list=profiles,
+        KubeSpawner__start_timeout=120,
+        **settings,
     )
     elapsed, cpu = asyncio.run(spawn_all(cls, config, count, tag))
     oversubscribed = 0
@@ -158,29 +176,35 @@ def main() -> int:
             os.environ["KUBECONFIG"] = str(kubeconfig)
             # The client read KUBECONFIG into a module default when it was imported.
             kube_config.KUBE_CONFIG_DEFAULT_LOCATION = str(kubeconfig)
-            stock, ours, stock_cpu, ours_cpu, oversubscribed = [], [], [], [], 0
-            runs = ((KubeSpawner, stock, stock_cpu), (FractionalGPUKubeSpawner, ours, ours_cpu))
+            times: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            cpus: dict[str, list[float]] = {name: [] for name in VARIANTS}
+            oversubscribed = 0
             for round_ in range(args.rounds):
-                # Alternate the order, so drift on a busy machine hits both alike.
-                for cls, times, cpus in runs if round_ % 2 == 0 else runs[::-1]:
+                # Alternate the order, so drift on a busy machine hits all alike.
+                order = list(VARIANTS) if round_ % 2 == 0 else list(VARIANTS)[::-1]
+                for name in order:
                     settle(Path(tmp) / "root" / "admin.kubeconfig")
-                    elapsed, cpu, over = run_round(cls, args.spawns, f"r{round_}u")
-                    times.append(elapsed)
-                    cpus.append(cpu)
+                    elapsed, cpu, over = run_round(name, args.spawns, f"r{round_}u")
+                    times[name].append(elapsed)
+                    cpus[name].append(cpu)
                     oversubscribed += over
-                    log(f"round {round_} {cls.__name__}: {elapsed:.2f}s, hub CPU {cpu:.2f}s")
+                    log(f"round {round_} {name}: {elapsed:.2f}s, hub CPU {cpu:.2f}s")
         finally:
             plane.terminate()
             plane.wait(timeout=60)
+    stock, ours, hook = times["kubespawner"], times["ours"], times["ours_hook_in_image"]
     result = {
         "spawns": args.spawns,
+        "rounds": args.rounds,
         "kubespawner_s": round(min(stock), 3),
         "ours_s": round(min(ours), 3),
         "ratio": round(min(ours) / min(stock), 3),
         # CPU the hub process spent on the spawns (the control plane runs in its own processes).
-        "kubespawner_hub_cpu_s": round(min(stock_cpu), 3),
-        "ours_hub_cpu_s": round(min(ours_cpu), 3),
+        "kubespawner_hub_cpu_s": round(min(cpus["kubespawner"]), 3),
+        "ours_hub_cpu_s": round(min(cpus["ours"]), 3),
         "median_ratio": round(statistics.median(ours) / statistics.median(stock), 3),
+        "ours_hook_in_image_s": round(min(hook), 3),
+        "ratio_hook_in_image": round(min(hook) / min(stock), 3),
         "oversubscribed": oversubscribed,
         "control_plane_start_s": plane_start_s,
     }
