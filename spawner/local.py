@@ -19,6 +19,7 @@ from gpu_fraction.enforcement import (
     startup_hook_dir,
 )
 
+from . import metrics
 from .local_form import profile_from_form, render_profile_form
 from .os_users import DEFAULT_PREFIX, OSUserError, ensure_os_user, os_user_name
 from .slices import GPUSliceMixin, SliceRefused
@@ -87,10 +88,10 @@ class LocalGPUSpawner(GPUSliceMixin, SimpleLocalProcessSpawner):
         for profile in profiles:
             if profile.get("slug") == slug:
                 return profile
+        names = ", ".join(f'"{p.get("display_name") or p["slug"]}"' for p in profiles)
+        metrics.count_refusal("not_allowed")
         raise SliceRefused(
-            f"Profile {slug!r} is not one you can use; choose one of: "
-            + ", ".join(p["slug"] for p in profiles),
-            400,
+            f"There is no profile {slug!r} for you; choose one of {names} in the spawn form.", 400
         )
 
     def get_env(self) -> dict[str, str]:

@@ -22,12 +22,13 @@ from gpu_fraction import keys
 from gpu_fraction.allocator import POLICIES, Allocator
 from gpu_fraction.annotations import from_annotations
 from gpu_fraction.enforcement import MpsSettings, startup_configmap_data
-from gpu_fraction.errors import AllocationRefused, AnnotationError
+from gpu_fraction.errors import AllocationRefused, AnnotationError, UnknownGPUTypeError
 from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
 from gpu_fraction.ledger import RebuildReport, rebuild
 from gpu_fraction.model import Allocation, Owner, SliceRequest, format_gpus
 from gpu_fraction.simulated import simulated
 
+from . import metrics
 from .lease import AllocatorLease, LeaseHeld, stable_identity
 from .node_filter import admitted_nodes
 
@@ -454,15 +455,30 @@ class GPUSliceManager(SingletonConfigurable):
     ) -> Allocation:
         """Reserve a slice for ``owner`` within its project's quota. ``created_by``: the API
         caller that asks (a service), who alone may then commit and release it."""
-        allocator = await self.ready()
+        try:
+            allocator = await self.ready()
+        except AllocationRefused:
+            metrics.count_refusal("lease")  # another hub holds the allocator Lease
+            raise
         # No await from here on: the quota check and the placement are one step.
-        if self.lease is not None and not self.lease.valid():
-            raise AllocationRefused(
-                "this hub could not renew its GPU allocator lease (is another hub running, or "
-                "the API server unreachable?); try again in a moment"
-            )
-        self._check_quota(owner.project, request.fraction)
-        allocation = allocator.reserve(request, owner)
+        step = "lease"  # which check refused, for the refusal counter (never its text)
+        try:
+            with metrics.timed_allocation():
+                if self.lease is not None and not self.lease.valid():
+                    raise AllocationRefused(
+                        "this hub could not renew its GPU allocator lease (is another hub "
+                        "running, or the API server unreachable?); try again in a moment"
+                    )
+                step = "quota"
+                self._check_quota(owner.project, request.fraction)
+                step = "no_capacity"
+                allocation = allocator.reserve(request, owner)
+        except UnknownGPUTypeError:
+            metrics.count_refusal("unknown_gpu_type")
+            raise
+        except AllocationRefused:
+            metrics.count_refusal(step)
+            raise
         if created_by is not None:
             self._created_by[allocation.id] = created_by
         return allocation
@@ -478,6 +494,7 @@ class GPUSliceManager(SingletonConfigurable):
         try:
             return self.allocator.adopt(allocation, committed=False)
         except AllocationRefused as err:
+            metrics.count_refusal("expired")
             raise AllocationRefused(
                 "the GPU slice reserved for this start expired before the pod could be "
                 f"created and is no longer free ({err.reason}); start again"
@@ -538,6 +555,11 @@ class GPUSliceManager(SingletonConfigurable):
         """Every slice held now (none before the allocator is built)."""
         return self._allocator.allocations() if self._allocator is not None else []
 
+    def usage(self) -> list[dict]:
+        """Every GPU with its free capacity and slices, as one snapshot (none before the
+        allocator is built); the metrics collector reads it at each scrape."""
+        return self._allocator.usage() if self._allocator is not None else []
+
     def in_use_by_project(self, project: str) -> Fraction:
         """Sum of the GPU fractions a project holds now (notebooks and jobs together)."""
         return sum(
@@ -547,3 +569,13 @@ class GPUSliceManager(SingletonConfigurable):
     async def capacity(self) -> dict[str, dict[Fraction, int]]:
         allocator = await self.ready()
         return allocator.capacity()
+
+
+def current_manager() -> GPUSliceManager | None:
+    """The hub's manager, if one was made (never makes one: a scrape must not build it)."""
+    return GPUSliceManager.instance() if GPUSliceManager.initialized() else None
+
+
+# Once per process (a module is imported once); the collector looks the manager up at each
+# scrape, so a manager rebuilt (tests) is the one reported.
+metrics.register_collector(current_manager)

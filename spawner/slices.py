@@ -24,6 +24,7 @@ from gpu_fraction.annotations import to_annotations
 from gpu_fraction.errors import AllocationRefused, InvalidFieldError
 from gpu_fraction.model import Allocation, Owner, SliceRequest
 
+from . import metrics
 from .manager import GPUSliceManager
 from .profile_options import chosen
 
@@ -131,6 +132,7 @@ class GPUSliceMixin(Configurable):
         nodes = self.slice_nodes()
         if nodes is not None:
             if not nodes:
+                metrics.count_refusal("node_filter")
                 raise SliceRefused(
                     "This profile's node selector matches none of the cluster's nodes, so it "
                     "cannot start; tell your platform admin which profile you chose.",

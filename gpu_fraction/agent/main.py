@@ -33,6 +33,8 @@ from .sampler import NodeSample, Sampler, published_gpus
 logger = logging.getLogger("gpu_fraction.agent")
 
 PROG = "ai-console agent"
+#: The /metrics port: next to, not on, dcgm-exporter's 9400, since both run on GPU nodes.
+DEFAULT_PORT = 9410
 #: A failed publish is retried no sooner than this, so a refusing API server is not hammered.
 PUBLISH_RETRY_SECONDS = 60.0
 #: The list is re-published this often even when unchanged (a re-created node lost it).
@@ -173,10 +175,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
-        "--listen", default="0.0.0.0", help="address the /metrics HTTP server listens on"
+        "--listen",
+        default="0.0.0.0",
+        help="address the /metrics HTTP server binds to (127.0.0.1: this machine only)",
     )
     parser.add_argument(
-        "--port", type=int, default=9400, help="port of the /metrics HTTP server (0: any free)"
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="port of the /metrics HTTP server (0: any free); not 9400, which NVIDIA's "
+        "dcgm-exporter uses on the same GPU nodes",
     )
     parser.add_argument(
         "--interval", type=_positive_float, default=5.0, help="seconds between two samples"

@@ -8,12 +8,14 @@ import os
 import signal
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pynvml
 import pytest
 
+from gpu_fraction.agent import main as agent_main
 from gpu_fraction.agent.main import Agent, build_parser, main
 from gpu_fraction.agent.metrics import AgentMetrics
 from gpu_fraction.agent.policy import OverLimitPolicy
@@ -107,11 +109,35 @@ def test_help_documents_every_option_with_its_default() -> None:
     for action in parser._actions:
         assert action.help, f"{action.option_strings} has no help"
     args = parser.parse_args([])
-    assert (args.listen, args.port, args.interval) == ("0.0.0.0", 9400, 5.0)
+    assert (args.listen, args.port, args.interval) == ("0.0.0.0", 9410, 5.0)
     assert (args.policy, args.grace_seconds, args.kill_after_seconds) == ("report", 30.0, 10.0)
     assert (args.proc_root, args.publish, args.no_gpu) == ("/proc", "none", "exit")
     assert args.once is False
-    assert "(default: 9400)" in text
+    assert "(default: 9410)" in text and "dcgm" in text
+
+
+def test_listen_binds_the_metrics_server_to_that_address(
+    fake_nvml: FakeNvml, fake_proc: FakeProc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bound: list[tuple[str, int]] = []
+    answers: list[int] = []
+
+    class RecordingServer(agent_main.MetricsServer):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args)
+            bound.append(self._server.server_address[:2])
+
+    def one_tick(self: Agent, interval: float, stop: threading.Event) -> None:
+        self.tick()
+        url = f"http://127.0.0.1:{bound[0][1]}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            answers.append(response.status)
+
+    monkeypatch.setattr(agent_main, "MetricsServer", RecordingServer)
+    monkeypatch.setattr(Agent, "run", one_tick)
+    argv = ["--port", "0", "--listen", "127.0.0.1", "--proc-root", str(fake_proc.root)]
+    assert main(argv) == 0
+    assert bound[0][0] == "127.0.0.1" and answers == [200]
 
 
 def test_node_name_defaults_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
