@@ -19,18 +19,23 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gpu_fraction.model import format_gpus
-
+from . import spawn_texts as texts
 from .model import AiConsoleConfig, Flavor, Image, Profile, Project
+
+if TYPE_CHECKING:
+    from .availability import ProfileAvailability
 
 
 class SpawnRefused(Exception):
-    """A spawn is not allowed; ``reason`` is a sentence the user can act on."""
+    """A spawn is not allowed; ``reason`` is a sentence the user can act on, ``code`` a word
+    for metrics: ``quota`` (the project's GPU quota) or ``not_allowed`` (profile, project or
+    image not the user's)."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, code: str = "not_allowed") -> None:
         self.reason = reason
+        self.code = code
         super().__init__(reason)
 
 
@@ -118,14 +123,16 @@ def kubespawner_profile_list(
     profiles: Iterable[Profile],
     capacity: Mapping[str, Mapping[Fraction, int]] | None = None,
     html: bool = False,
+    availability: Mapping[str, ProfileAvailability] | None = None,
 ) -> list[dict[str, Any]]:
     """KubeSpawner ``profile_list`` entries for these profiles.
 
-    ``capacity`` maps GPU type -> slice size -> how many such slices could start now; when
-    given, each GPU profile's description ends with "· 3 free now" or "· none free now". Our own
-    data sits under ``ai_console`` (KubeSpawner ignores unknown keys), so the spawner can find
-    the slice without parsing text. Every entry is a fresh deep copy: KubeSpawner merges into
-    override dicts.
+    ``availability`` (by slug) says what the user could start now, their project's quota
+    included; without it, ``capacity`` (GPU type -> slice size -> how many such slices could
+    start now) gives the hardware alone. Either way each GPU profile's description ends with
+    "· 3 free now" or "· none free now: <why>". Our own data sits under ``ai_console``
+    (KubeSpawner ignores unknown keys), so the spawner can find the slice without parsing
+    text. Every entry is a fresh deep copy: KubeSpawner merges into override dicts.
 
     ``html``: escape the texts shown to users (names, descriptions, option labels), for
     KubeSpawner's spawn form, whose template does not escape them: a YAML display name is text,
@@ -150,10 +157,8 @@ def kubespawner_profile_list(
                 for option, blocks in profile.gpu_choices.items()
             }
         description = profile.description
-        if capacity is not None and profile.gpu is not None:
-            free = capacity.get(profile.gpu.gpu_type, {}).get(profile.gpu.fraction, 0)
-            ours["free_now"] = free
-            note = f"{free} free now" if free else "none free now"
+        note = _free_now(profile, capacity, (availability or {}).get(profile.slug), ours)
+        if note:
             description = f"{description} · {note}" if description else note
         options = _kubespawner_options(profile.profile_options)
         entries.append(
@@ -168,6 +173,27 @@ def kubespawner_profile_list(
             }
         )
     return entries
+
+
+def _free_now(
+    profile: Profile,
+    capacity: Mapping[str, Mapping[Fraction, int]] | None,
+    spot: ProfileAvailability | None,
+    ours: dict[str, Any],
+) -> str:
+    """The "free now" note of a profile ("" for none), also recorded under ``ours``."""
+    if spot is not None:
+        ours["availability"] = spot.as_dict()
+        if spot.free is not None:
+            ours["free_now"] = spot.free
+        return spot.note
+    gpu = profile.gpu
+    if capacity is None or gpu is None:
+        return ""
+    free = capacity.get(gpu.gpu_type, {}).get(gpu.fraction, 0)
+    ours["free_now"] = free
+    known = gpu.gpu_type in capacity
+    return texts.free_note(free, texts.hardware_reason(gpu.fraction, gpu.gpu_type, known))
 
 
 def _kubespawner_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -207,46 +233,78 @@ def check_spawn(
     profile_slug: str | None,
     project_slug: str | None,
     in_use: Callable[[str], Fraction],
+    options: Mapping[str, Any] | None = None,
 ) -> SpawnDecision:
     """The hub's check at spawn time, whatever ``user_options`` say.
 
     ``profile_slug`` of ``None`` means the user's default profile, as KubeSpawner picks it.
     ``in_use(project_slug)`` is the sum of slice sizes the project holds now, notebooks and
-    jobs together. Raises :class:`SpawnRefused` with a sentence the user can act on.
+    jobs together. ``options``: the spawn's ``user_options``, whose choices may set the slice.
+    Raises :class:`SpawnRefused` with a sentence the user can act on.
     """
     # user_options can arrive as any JSON through the REST API, so check the types too.
     for name, value in (("profile", profile_slug), ("project", project_slug)):
         if value is not None and not isinstance(value, str):
-            raise SpawnRefused(f"The {name} must be given by its name, not {value!r}.")
+            raise SpawnRefused(texts.TYPE_REFUSED.format(name=name, value=value))
     groups = set(groups)
     visible = profiles_for(config, user, groups)
-    profile = _pick_profile(config, visible, profile_slug)
+    profile = _pick_profile(config, visible, profile_slug, user)
     project = _pick_project(config, profile, user, groups, project_slug)
-    if project is not None and profile.gpu is not None and project.gpu_quota is not None:
+    gpu = profile.gpu_for(options)
+    if project is not None and gpu is not None and project.gpu_quota is not None:
         used = in_use(project.slug)
         used = Fraction(used).limit_denominator(1000) if isinstance(used, float) else used
-        what = repr(profile.display_name)
-        _check_quota(project, profile.fraction, what, "profile", Fraction(used))
+        audience = Audience(reader_of(config, user, project), config.source)
+        what = texts.quoted(profile.display_name)
+        _check_quota(project, gpu.fraction, what, "profile", Fraction(used), audience)
     return SpawnDecision(profile=profile, project=project)
 
 
-def _pick_profile(config: AiConsoleConfig, visible: list[Profile], slug: str | None) -> Profile:
+@dataclass(frozen=True)
+class Audience:
+    """Who reads a refusal, and the admin file a platform admin would edit."""
+
+    reader: texts.Reader = "member"
+    source: str = "ai-console.yaml"
+
+
+#: Words for a member: the default, as the jobs' checks do not tell who asks.
+A_MEMBER = Audience()
+
+
+def reader_of(config: AiConsoleConfig, user: str, project: Project | None) -> texts.Reader:
+    """How a refusal about ``project`` is worded for ``user``."""
+    if is_platform_admin(config, user):
+        return "platform-admin"
+    if project is not None and user in project.admins:
+        return "project-admin"
+    return "member"
+
+
+def _names(projects: Iterable[Project]) -> str:
+    return texts.either([p.display_name for p in projects])
+
+
+def _pick_profile(
+    config: AiConsoleConfig, visible: list[Profile], slug: str | None, user: str = ""
+) -> Profile:
     if not slug:
         if not visible:
-            raise SpawnRefused(
-                "No profile is offered to you yet; ask your course admin to add you to a project."
-            )
+            reader = reader_of(config, user, None)
+            raise SpawnRefused(texts.NO_PROFILE[reader].format(source=config.source))
         return next((p for p in visible if p.default), visible[0])
     profile = config.profile(slug)
     if profile is None:
-        raise SpawnRefused(
-            f"There is no profile {slug!r}; pick one of the profiles offered in the spawn form."
-        )
+        raise SpawnRefused(texts.UNKNOWN_PROFILE.format(slug=slug))
     if profile not in visible:
-        owners = ", ".join(profile.projects or ())
+        owners = [config.projects[s] for s in profile.projects or () if s in config.projects]
+        who = texts.ADMIN_OF_SEVERAL
+        if len(owners) == 1:
+            who = texts.ADMIN_OF_ONE.format(kind=owners[0].kind, project=owners[0].display_name)
         raise SpawnRefused(
-            f"Profile {profile.display_name!r} is only for members of {owners}; pick another "
-            "profile, or ask the project's course admin to add you."
+            texts.NOT_YOUR_PROFILE.format(
+                profile=texts.quoted(profile.display_name), projects=_names(owners), who=who
+            )
         )
     return profile
 
@@ -255,64 +313,90 @@ def _pick_project(
     config: AiConsoleConfig, profile: Profile, user: str, groups: set[str], slug: str | None
 ) -> Project | None:
     fits = projects_for_profile(config, profile, user, groups)
+    name = texts.quoted(profile.display_name)
     if slug:
-        mine = projects_of(config, user, groups)
-        project = config.project(slug)
-        if project is None or project not in mine:
-            names = ", ".join(p.slug for p in mine)
-            choice = f"pick one of your projects: {names}" if names else "leave the project empty"
-            raise SpawnRefused(f"You are not a member of project {slug!r}; {choice}.")
-        if project not in fits:
-            if profile.projects is not None and slug not in profile.projects:
-                why = f"is not offered to project {slug}"
-            else:
-                why = f"uses image {profile.image.key}, which project {slug} does not allow"
-            others = ", ".join(p.slug for p in fits)
-            hint = f"charge it to {others} instead" if others else "pick another profile"
-            raise SpawnRefused(f"Profile {profile.display_name!r} {why}; {hint}.")
-        return project
+        return _check_chosen_project(config, profile, user, groups, slug, fits)
     if len(fits) == 1:
         return fits[0]
     if not fits:
         if profile.projects is not None:  # defensive: the loader makes this unreachable
-            raise SpawnRefused(
-                f"Profile {profile.display_name!r} fits none of your projects; pick another "
-                "profile."
-            )
+            raise SpawnRefused(texts.FITS_NONE.format(profile=name))
         return None
     default = config.settings.default_project
     chosen = next((p for p in fits if p.slug == default), None)
     if chosen is None:
-        names = ", ".join(p.slug for p in fits)
-        raise SpawnRefused(
-            f"Profile {profile.display_name!r} can be charged to several of your projects "
-            f"({names}); choose the project in the spawn form."
-        )
+        reason = texts.SEVERAL_FIT.format(profile=name, projects=_names(fits))
+        if is_platform_admin(config, user):
+            reason += texts.SEVERAL_FIT_DEFAULT.format(source=config.source)
+        raise SpawnRefused(reason)
     return chosen
 
 
-def _check_quota(project: Project, need: Fraction, what: str, kind: str, used: Fraction) -> None:
-    """Refuse ``what`` (a ``kind``, profile or flavor) if ``need`` more GPUs exceed the quota."""
+def _check_chosen_project(
+    config: AiConsoleConfig,
+    profile: Profile,
+    user: str,
+    groups: set[str],
+    slug: str,
+    fits: list[Project],
+) -> Project:
+    """The project the spawn names, if the profile may be charged to it."""
+    mine = projects_of(config, user, groups)
+    project = config.project(slug)
+    if project is None or project not in mine:
+        choice = texts.NO_PROJECT_OF_YOURS
+        if mine:
+            choice = texts.PICK_YOUR_PROJECT.format(projects=_names(mine))
+        if project is None:
+            raise SpawnRefused(texts.UNKNOWN_PROJECT.format(slug=slug, choice=choice))
+        raise SpawnRefused(texts.NOT_A_MEMBER.format(project=project.display_name, choice=choice))
+    if project in fits:
+        return project
+    words = {"profile": texts.quoted(profile.display_name), "project": project.display_name}
+    image_refused = profile.projects is None or slug in profile.projects
+    if image_refused:
+        reason = texts.IMAGE_NOT_ALLOWED.format(image=profile.image.display_name, **words)
+    else:
+        reason = texts.NOT_OFFERED_TO.format(**words)
+    if fits:
+        reason += texts.CHARGE_INSTEAD.format(projects=_names(fits))
+    else:
+        reason += texts.PICK_ANOTHER_PROFILE
+    if image_refused and is_platform_admin(config, user):
+        reason += texts.ALLOW_IMAGE.format(
+            image_key=profile.image.key, slug=slug, source=config.source
+        )
+    raise SpawnRefused(reason)
+
+
+def _check_quota(
+    project: Project,
+    need: Fraction,
+    what: str,
+    kind: str,
+    used: Fraction,
+    audience: Audience = A_MEMBER,
+) -> None:
+    """Refuse ``what`` (a ``kind``, profile or flavor) if ``need`` more GPUs exceed the quota,
+    in words for ``audience``."""
     quota = project.gpu_quota
     assert quota is not None
     if used + need <= quota:
         return
-    advice = "stop a server or job, or ask your course admin for more quota."
+    words = {"kind": project.kind, "slug": project.slug, "source": audience.source}
     if quota == 0:
-        raise SpawnRefused(
-            f"Project {project.slug} has no GPU quota; pick a CPU-only {kind}, or ask your "
-            "course admin for GPU quota."
-        )
+        advice = texts.NO_QUOTA_ADVICE[audience.reader].format(**words)
+        situation = texts.NO_QUOTA_REFUSED.format(project=project.display_name, what_kind=kind)
+        raise SpawnRefused(situation + advice, "quota")
+    amounts = {"project": project.display_name, "used": texts.gpu_amount(used)}
+    amounts["quota"] = texts.gpus(quota)
     if used >= quota:
-        raise SpawnRefused(
-            f"Project {project.slug} already uses {format_gpus(used)} of its "
-            f"{format_gpus(quota)} GPUs; {advice}"
+        situation = texts.QUOTA_FULL.format(**amounts)
+    else:
+        situation = texts.QUOTA_PARTLY.format(
+            what=what, need=texts.gpu_amount(need), what_kind=kind, **amounts
         )
-    raise SpawnRefused(
-        f"Project {project.slug} already uses {format_gpus(used)} of its "
-        f"{format_gpus(quota)} GPUs and {what} needs {format_gpus(need)} more; "
-        f"pick a smaller {kind}, {advice}"
-    )
+    raise SpawnRefused(situation + texts.QUOTA_ADVICE[audience.reader].format(**words), "quota")
 
 
 # --- notebook jobs --------------------------------------------------------------------------

@@ -16,11 +16,12 @@ from typing import Any
 import nativeauthenticator
 
 from server_extension.app import ENV_JOBS_URL
+from spawner import metrics
 from spawner.allocation_api import handlers as allocation_handlers
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceDecision, SliceRefused
 
-from . import jobs_api, settings_env
+from . import jobs_api, settings_env, spawn_options_api
 from .access import (
     SpawnRefused,
     allows_reference,
@@ -31,6 +32,7 @@ from .access import (
 )
 from .loader import ConfigError, load_config
 from .model import AiConsoleConfig
+from .profile_guard import guard, mark
 from .roles import (
     JOBS_SERVICE,
     custom_scopes,
@@ -38,6 +40,7 @@ from .roles import (
     load_roles,
     server_token_scopes,
 )
+from .spawn_form import current_availability, make_options_form
 
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ai-console.yaml"
 #: Enables the server extension in every single-user server this hub starts.
@@ -52,15 +55,21 @@ def _groups_of(spawner: Any) -> list[str]:
 
 
 def make_profile_list(config: AiConsoleConfig, html: bool = False):
-    """The spawner's profile_list: this user's profiles, with how many slices are free now.
-    ``html``: texts escaped for KubeSpawner's form (the local form escapes them itself)."""
+    """The spawner's profile_list: this user's profiles, with how many this user could start
+    now (free slices within their project's quota). ``html``: texts escaped for KubeSpawner's
+    own form template (the spawn form of hub_config.spawn_form escapes them itself)."""
 
     async def profile_list(spawner: Any) -> list[dict]:
-        profiles = profiles_for(config, spawner.user.name, _groups_of(spawner))
-        capacity = await GPUSliceManager.instance(config=spawner.config).capacity()
-        return kubespawner_profile_list(profiles, capacity, html=html)
+        user, groups = spawner.user.name, _groups_of(spawner)
+        manager = GPUSliceManager.instance(config=spawner.config)
+        spots = await current_availability(config, user, groups, manager, spawner.user_options)
+        return kubespawner_profile_list(
+            profiles_for(config, user, groups),
+            html=html,
+            availability={spot.profile.slug: spot for spot in spots},
+        )
 
-    return profile_list
+    return mark(profile_list)
 
 
 def make_slice_policy(config: AiConsoleConfig):
@@ -76,11 +85,14 @@ def make_slice_policy(config: AiConsoleConfig):
                 (profile or {}).get("slug") or spawner.user_options.get("profile"),
                 spawner.user_options.get("project"),
                 manager.in_use_by_project,
+                spawner.user_options,
             )
         except SpawnRefused as err:
+            metrics.count_refusal(err.code)
             raise SliceRefused(err.reason, 403) from None
         image = getattr(spawner, "image", None)  # after the chosen options were applied
         if image and decision.project and not allows_reference(config, decision.project, image):
+            metrics.count_refusal("not_allowed")
             raise SliceRefused(image_refusal(config, decision.project, image), 403)
         project = decision.project.slug if decision.project else ""
         gpu = decision.profile.gpu_for(spawner.user_options)
@@ -125,12 +137,16 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
     if mode == "local":
         _configure_local(c, config)
         c.LocalGPUSpawner.profile_list = make_profile_list(config)
+        c.LocalGPUSpawner.options_form = make_options_form(config)
         c.LocalGPUSpawner.slice_policy = slice_policy
         jobs_service = _local_jobs_service(c)
     else:
         c.JupyterHub.spawner_class = "ai-console"
         c.GPUSliceManager.inventory_source = "kubernetes"
         c.KubeSpawner.profile_list = make_profile_list(config, html=True)
+        # Our form in place of KubeSpawner's template: disabled profiles, the project choice,
+        # live counts. Its profile-option fields are KubeSpawner's, parsed by KubeSpawner.
+        c.KubeSpawner.options_form = make_options_form(config, with_options=True)
         c.FractionalGPUKubeSpawner.slice_policy = slice_policy
         jobs_service = _external_jobs_service(c)
 
@@ -140,7 +156,19 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
     c.Spawner.server_token_scopes = server_token_scopes(jobs_service)
     # The hub's own API handler for GPU slices (JupyterHub warns that extra handlers are
     # deprecated in favour of services; this one must share the hub's allocator, so it stays).
-    c.JupyterHub.extra_handlers = [*allocation_handlers, *jobs_api.handlers(config)]
+    c.JupyterHub.extra_handlers = [
+        *allocation_handlers,
+        *jobs_api.handlers(config),
+        *spawn_options_api.handlers(config),
+    ]
+    for warning in config.warnings:
+        # Logged before JupyterHub's own logging is set up: stderr, as Python's last resort.
+        print(f"[AI Console] warning: {warning}", file=sys.stderr)
+    # A profile_list set after this call would silently replace the YAML's: stop instead.
+    guard(
+        c,
+        *(("LocalGPUSpawner",) if mode == "local" else ("KubeSpawner", "FractionalGPUKubeSpawner")),
+    )
     return config
 
 

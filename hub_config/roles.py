@@ -32,6 +32,7 @@ JOBS_SERVICE = "ai-console-jobs"
 
 SCOPE_JOBS = "custom:ai-console:jobs"
 SCOPE_JOBS_ADMIN = "custom:ai-console:jobs-admin"
+SCOPE_SPAWN_OPTIONS = "custom:ai-console:spawn-options"
 
 PLATFORM_ADMIN_ROLE = "ai-console-platform-admin"
 COURSE_ADMIN_ROLE_PREFIX = "course-admin-"
@@ -72,6 +73,11 @@ def custom_scopes() -> dict[str, dict[str, Any]]:
         },
         SCOPE_CAPACITY: {
             "description": "See how many GPU slices of each size are free now.",
+        },
+        SCOPE_SPAWN_OPTIONS: {
+            "description": "See one's own spawn form as it stands now: each profile, how many "
+            "could start, why not, and the projects it may be charged to (the API only ever "
+            "answers for the caller; grant it with !user).",
         },
     }
 
@@ -115,7 +121,7 @@ def user_role(jobs_service_name: str | None = JOBS_SERVICE) -> dict[str, Any]:
     Overriding the role makes JupyterHub ignore ``c.JupyterHub.extra_user_scopes``; add any
     extra user scopes here instead. ``jobs_service_name=None``: no jobs service is defined.
     """
-    scopes = ["self", f"{SCOPE_JOBS}!user", SCOPE_CAPACITY]
+    scopes = ["self", f"{SCOPE_JOBS}!user", SCOPE_CAPACITY, f"{SCOPE_SPAWN_OPTIONS}!user"]
     if jobs_service_name:
         scopes.insert(1, f"access:services!service={jobs_service_name}")
     return {

@@ -19,9 +19,9 @@ def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub):
         page.wait_for_url(re.compile(r".*/hub/spawn.*"))
 
         # The form lists this student's profiles with how many slices are free now.
-        quarter = page.locator("label", has_text="PyTorch, 1/4 RTX 3090")
+        quarter = page.locator("fieldset", has_text="PyTorch, 1/4 RTX 3090")
         assert "4 free now" in quarter.inner_text()
-        assert page.locator("label", has_text="1 x A100").count() == 0
+        assert page.locator("fieldset", has_text="1 x A100").count() == 0
         screenshot(page, "spawn-form")
         quarter.locator("input[type=radio]").check()
         page.click("input[type=submit], button[type=submit]")

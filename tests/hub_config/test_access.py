@@ -100,8 +100,8 @@ def test_several_projects_fit() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(both, "tina", [], "pytorch-half-3090", None, nothing_in_use)
     assert info.value.reason == (
-        "Profile 'PyTorch, 1/2 RTX 3090' can be charged to several of your projects "
-        "(cs101, vision-lab); choose the project in the spawn form."
+        'Profile "PyTorch, 1/2 RTX 3090" can be charged to Intro to Deep Learning or Computer '
+        'Vision Lab; choose one under "Charged to" in the spawn form.'
     )
     chosen = check_spawn(both, "tina", [], "pytorch-half-3090", "vision-lab", nothing_in_use)
     assert chosen.project is not None and chosen.project.slug == "vision-lab"
@@ -117,8 +117,8 @@ def test_quota_refusal_message() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(CONFIG, "student1", [], "pytorch-quarter-3090", None, full)
     assert str(info.value) == (
-        "Project cs101 already uses 2 of its 2 GPUs; stop a server or job, or ask your course "
-        "admin for more quota."
+        "Intro to Deep Learning already uses 2 of its 2 GPUs; stop one of your servers or jobs, "
+        "or ask its course admin for more quota."
     )
     # CPU-only profiles never count against the GPU quota.
     assert check_spawn(CONFIG, "student1", [], "cpu-only", None, full).project is not None
@@ -128,9 +128,9 @@ def test_quota_partly_used() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(CONFIG, "student1", [], "pytorch-half-3090", "cs101", lambda _: Fraction(7, 4))
     assert info.value.reason == (
-        "Project cs101 already uses 1.75 of its 2 GPUs and 'PyTorch, 1/2 RTX 3090' needs 1/2 "
-        "more; pick a smaller profile, stop a server or job, or ask your course admin for more "
-        "quota."
+        'Intro to Deep Learning already uses 1 3/4 of its 2 GPUs and "PyTorch, 1/2 RTX 3090" '
+        "needs 1/2 more; pick a smaller profile, stop one of your servers or jobs, or ask its "
+        "course admin for more quota."
     )
     # Exactly filling the quota is allowed.
     ok = check_spawn(CONFIG, "student1", [], "pytorch-quarter-3090", None, lambda _: Fraction(7, 4))
@@ -145,7 +145,9 @@ def test_zero_quota() -> None:
             "cs101": replace(CONFIG.projects["cs101"], gpu_quota=Fraction(0)),
         },
     )
-    with pytest.raises(SpawnRefused, match="Project cs101 has no GPU quota; pick a CPU-only"):
+    with pytest.raises(
+        SpawnRefused, match="Intro to Deep Learning has no GPU quota; pick a CPU-only"
+    ):
         check_spawn(config, "student1", [], "pytorch-quarter-3090", None, nothing_in_use)
 
 
@@ -165,8 +167,8 @@ def test_profile_of_another_project_is_refused() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(CONFIG, "student1", [], "pytorch-a100", None, nothing_in_use)
     assert info.value.reason == (
-        "Profile 'PyTorch, 1 x A100' is only for members of vision-lab; pick another profile, "
-        "or ask the project's course admin to add you."
+        'Profile "PyTorch, 1 x A100" is only for members of Computer Vision Lab; pick another '
+        "profile, or ask a lab admin of Computer Vision Lab to add you."
     )
 
 
@@ -174,9 +176,10 @@ def test_project_the_user_is_not_in_is_refused() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(CONFIG, "student1", [], "pytorch-half-3090", "vision-lab", nothing_in_use)
     assert info.value.reason == (
-        "You are not a member of project 'vision-lab'; pick one of your projects: cs101."
+        "You are not a member of Computer Vision Lab; pick one of your projects: Intro to Deep "
+        "Learning."
     )
-    with pytest.raises(SpawnRefused, match="not a member of project 'nope'; leave the project"):
+    with pytest.raises(SpawnRefused, match="no project 'nope'; you are in no project, so leave"):
         check_spawn(CONFIG, "outsider", [], "cpu-only", "nope", nothing_in_use)
 
 
@@ -205,8 +208,8 @@ def test_profile_not_offered_to_the_chosen_project() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(CONFIG, "admin", [], "pytorch-a100", "cs101", nothing_in_use)
     assert info.value.reason == (
-        "Profile 'PyTorch, 1 x A100' is not offered to project cs101; charge it to vision-lab "
-        "instead."
+        'Profile "PyTorch, 1 x A100" is not offered to Intro to Deep Learning; charge it to '
+        "Computer Vision Lab instead."
     )
 
 
@@ -217,8 +220,8 @@ def test_image_not_allowed_for_the_chosen_project() -> None:
     with pytest.raises(SpawnRefused) as info:
         check_spawn(config, "researcher", [], "tf-anyone", "vision-lab", nothing_in_use)
     assert info.value.reason == (
-        "Profile 'TensorFlow, 1/4 RTX 3090' uses image tensorflow, which project vision-lab does "
-        "not allow; pick another profile."
+        'Profile "TensorFlow, 1/4 RTX 3090" runs TensorFlow 2, which Computer Vision Lab does not '
+        "allow; pick another profile."
     )
     # Without a project it runs uncharged, as for users outside every project.
     assert check_spawn(config, "researcher", [], "tf-anyone", None, nothing_in_use).project is None
@@ -288,13 +291,15 @@ def test_capacity_text() -> None:
     capacity = {"RTX3090": {Fraction(1, 4): 3, Fraction(1, 2): 0}, "A100": {Fraction(1): 1}}
     entries = {e["slug"]: e for e in kubespawner_profile_list(CONFIG.profiles, capacity)}
     assert entries["pytorch-quarter-3090"]["description"].endswith(" · 3 free now")
-    assert entries["pytorch-half-3090"]["description"].endswith(" · none free now")
+    assert entries["pytorch-half-3090"]["description"].endswith(
+        " · none free now: all 1/2 RTX3090 slices are taken"
+    )
     assert entries["pytorch-a100"]["description"] == "A whole A100 for research runs · 1 free now"
     assert entries["pytorch-quarter-3090"]["ai_console"]["free_now"] == 3
     assert "free now" not in entries["cpu-only"]["description"]
     # A type the inventory does not have: nothing can start.
     unknown = kubespawner_profile_list(CONFIG.profiles, {})
-    assert unknown[1]["description"].endswith("none free now")
+    assert unknown[1]["description"].endswith("none free now: this hub has no RTX3090 GPU")
 
 
 async def test_real_kubespawner_accepts_the_profile_list(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -96,7 +96,7 @@ def test_jobs_count_against_the_project_quota():
     with pytest.raises(JobRefused) as info:
         check_job(CONFIG, "student1", [], {"flavor": "4C-16G-1/4GPU"}, busy)
     assert info.value.field == "flavor"
-    assert "already uses 1.88 of its 2 GPUs" in info.value.reason
+    assert "already uses 1 7/8 of its 2 GPUs" in info.value.reason
     assert "pick a smaller flavor" in info.value.reason
     # A CPU flavor is never refused for GPU quota.
     assert check_job(CONFIG, "student1", [], {"flavor": "2C-4G"}, busy).gpu_type is None

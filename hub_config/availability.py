@@ -1,0 +1,201 @@
+"""What a user could start now: per profile, the slices that fit both the hardware and the
+quota of the project the spawn would be charged to. Pure functions, no I/O.
+
+The hub re-checks every spawn (:func:`hub_config.access.check_spawn`, then the allocator), so
+these counts only guide the spawn form; they never admit anything.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from . import spawn_texts as texts
+from .access import profiles_for, projects_for_profile
+from .model import AiConsoleConfig, GpuBlock, Profile, Project
+
+#: GPU type -> slice size -> how many such slices could start now (hardware only).
+Capacity = Mapping[str, Mapping[Fraction, int]]
+
+
+@dataclass(frozen=True)
+class ProjectAvailability:
+    """One project a profile may be charged to: how many could start on it now, and why not."""
+
+    project: Project
+    free: int | None  # None: CPU-only, no count
+    reason: str = ""
+
+    @property
+    def note(self) -> str:
+        return texts.free_note(self.free, self.reason)
+
+    @property
+    def label(self) -> str:
+        """The project's entry in the form's project choice."""
+        if self.free is None:
+            return self.project.display_name
+        return texts.PROJECT_CHOICE.format(project=self.project.display_name, note=self.note)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "slug": self.project.slug,
+            "display_name": self.project.display_name,
+            "free": self.free,
+            "reason": self.reason,
+            "note": self.note,
+            "label": self.label,
+        }
+
+
+@dataclass(frozen=True)
+class ProfileAvailability:
+    """One profile of the user's spawn form, as it stands now.
+
+    ``free`` is the best of ``projects`` (or the hardware alone for a spawn charged to no
+    project); ``project`` is the project the form preselects.
+    """
+
+    profile: Profile
+    free: int | None  # None: CPU-only, no count
+    reason: str = ""
+    projects: tuple[ProjectAvailability, ...] = ()
+    project: str | None = None
+
+    @property
+    def disabled(self) -> bool:
+        return self.free == 0
+
+    @property
+    def note(self) -> str:
+        return texts.free_note(self.free, self.reason)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON shape of the spawn-options API and of ``ai_console.availability``."""
+        return {
+            "slug": self.profile.slug,
+            "display_name": self.profile.display_name,
+            "free": self.free,
+            "disabled": self.disabled,
+            "reason": self.reason,
+            "note": self.note,
+            "project": self.project,
+            "projects": [p.as_dict() for p in self.projects],
+        }
+
+
+def availability_for(
+    config: AiConsoleConfig,
+    user: str,
+    groups: Iterable[str],
+    capacity: Capacity,
+    in_use: Callable[[str], Fraction],
+    chosen: Mapping[str, Any] | None = None,
+) -> list[ProfileAvailability]:
+    """Every profile the user's form shows, in file order. ``in_use(project_slug)`` as for
+    :func:`~hub_config.access.check_spawn`; ``chosen``: the user's last ``user_options``."""
+    groups = set(groups)
+    used = _memo(in_use)
+    return [
+        profile_availability(config, profile, user, groups, capacity, used, chosen)
+        for profile in profiles_for(config, user, groups)
+    ]
+
+
+def profile_availability(
+    config: AiConsoleConfig,
+    profile: Profile,
+    user: str,
+    groups: Iterable[str],
+    capacity: Capacity,
+    in_use: Callable[[str], Fraction],
+    chosen: Mapping[str, Any] | None = None,
+) -> ProfileAvailability:
+    fits = projects_for_profile(config, profile, user, groups)
+    # The slice of the choices the form preselects: the user's last ones for this profile.
+    same = chosen is not None and chosen.get("profile") == profile.slug
+    gpu = profile.gpu_for(chosen if same else None)
+    if gpu is None:
+        options = tuple(ProjectAvailability(p, None) for p in fits)
+        return ProfileAvailability(profile, None, "", options, _preselect(config, options, chosen))
+    hardware = capacity.get(gpu.gpu_type, {}).get(gpu.fraction, 0)
+    reason = texts.hardware_reason(gpu.fraction, gpu.gpu_type, gpu.gpu_type in capacity)
+    if not fits:  # charged to no project: no quota applies
+        return ProfileAvailability(profile, hardware, "" if hardware else reason)
+    options = tuple(_on_project(p, gpu, hardware, reason, in_use) for p in fits)
+    free = max(o.free or 0 for o in options)
+    return ProfileAvailability(
+        profile,
+        free,
+        "" if free else _why_none(options),
+        options,
+        _preselect(config, options, chosen),
+    )
+
+
+def _on_project(
+    project: Project,
+    gpu: GpuBlock,
+    hardware: int,
+    hardware_reason: str,
+    in_use: Callable[[str], Fraction],
+) -> ProjectAvailability:
+    """How many slices of ``gpu`` the user could start now charged to ``project``."""
+    quota = project.gpu_quota
+    if quota is None:
+        return ProjectAvailability(project, hardware, "" if hardware else hardware_reason)
+    used = _exact(in_use(project.slug))
+    room = max(0, (quota - used) // gpu.fraction)
+    if not room:
+        # The quota first: a slice freeing up elsewhere would not help.
+        reason = texts.quota_reason(project.kind, quota, used, gpu.fraction)
+        return ProjectAvailability(project, 0, reason)
+    free = min(hardware, room)
+    return ProjectAvailability(project, free, "" if free else hardware_reason)
+
+
+def _why_none(options: tuple[ProjectAvailability, ...]) -> str:
+    reasons = list(dict.fromkeys(o.reason for o in options))
+    if len(reasons) == 1:
+        return reasons[0]
+    return "; ".join(
+        texts.PROJECT_REASON.format(project=o.project.display_name, reason=o.reason)
+        for o in options
+    )
+
+
+def _preselect(
+    config: AiConsoleConfig,
+    options: tuple[ProjectAvailability, ...],
+    chosen: Mapping[str, Any] | None,
+) -> str | None:
+    """The user's last choice, else settings.default_project, else the one with most free;
+    among the projects that have room when some have."""
+    usable = [o for o in options if o.free != 0] or list(options)
+    slugs = [o.project.slug for o in usable]
+    for wanted in ((chosen or {}).get("project"), config.settings.default_project):
+        if wanted in slugs:
+            return wanted
+    if not usable:
+        return None
+    best = max(usable, key=lambda o: -1 if o.free is None else o.free)  # first of equals
+    return best.project.slug
+
+
+def _exact(used: Fraction | float | int) -> Fraction:
+    # Usage reported as a float is read as the fraction it stands for (as check_spawn does).
+    return Fraction(used).limit_denominator(1000) if isinstance(used, float) else Fraction(used)
+
+
+def _memo(in_use: Callable[[str], Fraction]) -> Callable[[str], Fraction]:
+    """``in_use`` asked once per project: each call sums every allocation."""
+    seen: dict[str, Fraction] = {}
+
+    def used(slug: str) -> Fraction:
+        if slug not in seen:
+            seen[slug] = in_use(slug)
+        return seen[slug]
+
+    return used

@@ -1,0 +1,48 @@
+"""``GET /hub/api/ai-console/spawn-options``: the caller's own spawn form, as it stands now.
+
+For a logged-in user (cookie with the hub's XSRF token, or a token with the scope
+custom:ai-console:spawn-options for its own user), each of their profiles: slug, display
+name, how many could start now (``free``, ``null`` for CPU-only), whether the form disables
+it and why, and the projects it may be charged to with the same counts. It never answers for
+anyone else: there is no parameter naming a user, so no scope, however broad, shows another
+user's view. The spawn form's script polls it to refresh its counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyterhub.scopes import has_scope
+from tornado import web
+
+from spawner.allocation_api import SliceAPIHandler
+
+from .model import AiConsoleConfig
+from .roles import SCOPE_SPAWN_OPTIONS
+from .spawn_form import current_availability
+
+
+class SpawnOptionsHandler(SliceAPIHandler):
+    def initialize(self, ai_console: AiConsoleConfig) -> None:
+        self.ai_console = ai_console
+
+    async def get(self) -> None:
+        # The hub hands handlers its User wrapper; services and anonymous callers have none.
+        user = getattr(self.current_user, "orm_user", None)
+        if user is None:
+            raise web.HTTPError(403, "Only a logged-in user can ask for their spawn options.")
+        if not has_scope(f"{SCOPE_SPAWN_OPTIONS}!user={user.name}", self.parsed_scopes, db=self.db):
+            raise web.HTTPError(403, f"Action requires the scope {SCOPE_SPAWN_OPTIONS}")
+        spawner = user.orm_spawners.get("")
+        options = (spawner.user_options or {}) if spawner is not None else {}
+        groups = [group.name for group in user.groups]
+        spots = await current_availability(
+            self.ai_console, user.name, groups, self.slice_manager, options
+        )
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(200, {"user": user.name, "profiles": [s.as_dict() for s in spots]})
+
+
+def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:
+    """For ``c.JupyterHub.extra_handlers`` (JupyterHub adds the hub prefix)."""
+    return [(r"/api/ai-console/spawn-options", SpawnOptionsHandler, {"ai_console": config})]

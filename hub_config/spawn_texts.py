@@ -1,0 +1,145 @@
+"""Every text the spawn form, its API and the spawn-time refusals show, in one place.
+
+Kept together so a translation (zh-TW) can follow one file. GPU amounts are written one way
+everywhere, as exact fractions (``1/4``, ``1 3/4``, ``2``): a quota is a sum of slice sizes, and a
+decimal like 0.33 would hide whether a 1/3 slice still fits.
+
+Refusals are worded for who reads them: a member (a student), an admin of the project at fault
+(a course or lab admin, who cannot edit the admin file), or a platform admin (who can).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from fractions import Fraction
+from typing import Literal
+
+#: Who reads a refusal.
+Reader = Literal["member", "project-admin", "platform-admin"]
+
+
+def gpu_amount(amount: Fraction | int) -> str:
+    """A GPU amount as a mixed fraction: ``2``, ``1/4``, ``1 3/4``."""
+    amount = Fraction(amount)
+    whole, rest = divmod(amount, 1)
+    if not rest:
+        return str(whole)
+    return f"{whole} {rest}" if whole else str(rest)
+
+
+def gpus(amount: Fraction | int) -> str:
+    """``1/4 GPU``, ``1 GPU``, ``1 3/4 GPUs``."""
+    return f"{gpu_amount(amount)} GPU{'s' if Fraction(amount) > 1 else ''}"
+
+
+def quoted(name: str) -> str:
+    """A display name inside a sentence."""
+    return f'"{name}"'
+
+
+def either(names: Sequence[str]) -> str:
+    """``A``, ``A or B``, ``A, B or C``."""
+    names = list(names)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+
+# --- the form -----------------------------------------------------------------------------
+
+FORM_HEADING = "Choose what your server runs on:"
+FREE_NOW = "{count} free now"
+NONE_FREE = "none free now: {reason}"
+CHARGED_TO = "Charged to"
+PROJECT_CHOICE = "{project} · {note}"
+#: Shown under the form when the counts could not be refreshed.
+REFRESH_FAILED = "The free counts could not be refreshed; they may be out of date."
+
+# Why a GPU profile has none free now (lower case: they follow "none free now: ").
+ALL_SLICES_TAKEN = "all {fraction} {gpu_type} slices are taken"
+ALL_GPUS_TAKEN = "all {gpu_type} GPUs are taken"
+NO_NODE_WITH = "no node has {count} {gpu_type} GPUs free"
+NO_SUCH_GPU = "this hub has no {gpu_type} GPU"
+QUOTA_USED = "{kind} quota used: {used} of {quota}"
+QUOTA_TOO_SMALL = "it needs {need}, more than the whole {kind} quota of {quota}"
+NO_QUOTA = "the {kind} has no GPU quota"
+#: One project's reason, when a profile fits several of the user's projects.
+PROJECT_REASON = "{project}: {reason}"
+
+
+def free_note(count: int | None, reason: str) -> str:
+    """The count of a GPU profile ("3 free now", "none free now: <reason>"), "" for CPU-only."""
+    if count is None:
+        return ""
+    return FREE_NOW.format(count=count) if count else NONE_FREE.format(reason=reason)
+
+
+def hardware_reason(fraction: Fraction, gpu_type: str, known_type: bool) -> str:
+    """Why no slice of this size can start on the hardware."""
+    if not known_type:
+        return NO_SUCH_GPU.format(gpu_type=gpu_type)
+    if fraction < 1:
+        return ALL_SLICES_TAKEN.format(fraction=gpu_amount(fraction), gpu_type=gpu_type)
+    if fraction == 1:
+        return ALL_GPUS_TAKEN.format(gpu_type=gpu_type)
+    return NO_NODE_WITH.format(count=gpu_amount(fraction), gpu_type=gpu_type)
+
+
+def quota_reason(kind: str, quota: Fraction, used: Fraction, need: Fraction) -> str:
+    """Why a project's quota leaves no room for a slice of ``need`` GPUs."""
+    if quota == 0:
+        return NO_QUOTA.format(kind=kind)
+    if need > quota:
+        return QUOTA_TOO_SMALL.format(need=gpus(need), kind=kind, quota=gpus(quota))
+    return QUOTA_USED.format(kind=kind, used=gpu_amount(used), quota=gpus(quota))
+
+
+# --- refusals at spawn time -----------------------------------------------------------------
+
+NO_PROFILE: dict[Reader, str] = {
+    "member": "No profile is offered to you yet; ask a course admin to add you to their course.",
+    "project-admin": "No profile is offered to you yet; ask a platform admin for one.",
+    "platform-admin": "{source} lists no profile yet; add one under profiles.",
+}
+TYPE_REFUSED = "The {name} must be given by its name, not {value!r}."
+UNKNOWN_PROFILE = (
+    "There is no profile {slug!r}; pick one of the profiles offered in the spawn form."
+)
+NOT_YOUR_PROFILE = (
+    "Profile {profile} is only for members of {projects}; pick another profile, or ask "
+    "{who} to add you."
+)
+ADMIN_OF_ONE = "a {kind} admin of {project}"
+ADMIN_OF_SEVERAL = "an admin of one of them"
+UNKNOWN_PROJECT = "There is no project {slug!r}; {choice}."
+NOT_A_MEMBER = "You are not a member of {project}; {choice}."
+PICK_YOUR_PROJECT = "pick one of your projects: {projects}"
+NO_PROJECT_OF_YOURS = "you are in no project, so leave the project empty"
+NOT_OFFERED_TO = "Profile {profile} is not offered to {project}"
+IMAGE_NOT_ALLOWED = "Profile {profile} runs {image}, which {project} does not allow"
+CHARGE_INSTEAD = "; charge it to {projects} instead."
+PICK_ANOTHER_PROFILE = "; pick another profile."
+ALLOW_IMAGE = " To allow it, add {image_key} to projects.{slug}.images in {source}."
+FITS_NONE = "Profile {profile} fits none of your projects; pick another profile."
+SEVERAL_FIT = (
+    "Profile {profile} can be charged to {projects}; choose one under "
+    f'"{CHARGED_TO}" in the spawn form.'
+)
+SEVERAL_FIT_DEFAULT = " settings.default_project in {source} picks one when a spawn names none."
+
+# Quota refusals: the situation, then what the reader can do about it.
+NO_QUOTA_REFUSED = "{project} has no GPU quota; pick a CPU-only {what_kind}"
+QUOTA_FULL = "{project} already uses {used} of its {quota}; "
+QUOTA_PARTLY = (
+    "{project} already uses {used} of its {quota} and {what} needs {need} more; "
+    "pick a smaller {what_kind}, "
+)
+NO_QUOTA_ADVICE: dict[Reader, str] = {
+    "member": ", or ask its {kind} admin for GPU quota.",
+    "project-admin": ", or ask a platform admin to give the {kind} a GPU quota.",
+    "platform-admin": ", or set projects.{slug}.gpu_quota in {source}.",
+}
+QUOTA_ADVICE: dict[Reader, str] = {
+    "member": "stop one of your servers or jobs, or ask its {kind} admin for more quota.",
+    "project-admin": "stop a server or job of the {kind} (the hub's admin page lists them), "
+    "or ask a platform admin to raise its GPU quota.",
+    "platform-admin": "stop a server or job, or raise projects.{slug}.gpu_quota in {source}.",
+}
