@@ -21,7 +21,7 @@ from spawner.allocation_api import handlers as allocation_handlers
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceDecision, SliceRefused
 
-from . import jobs_api, settings_env, spawn_options_api
+from . import console_page, jobs_api, settings_env, spawn_options_api
 from .access import (
     SpawnRefused,
     allows_reference,
@@ -160,7 +160,17 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
         *allocation_handlers,
         *jobs_api.handlers(config),
         *spawn_options_api.handlers(config),
+        *console_page.handlers(config),
     ]
+    # The AI Console page's templates first: its page.html adds the link to the page.
+    c.JupyterHub.template_paths = [
+        str(console_page.TEMPLATES),
+        *c.JupyterHub.get("template_paths", []),
+    ]
+    c.JupyterHub.template_vars = {
+        **c.JupyterHub.get("template_vars", {}),
+        console_page.NAV_VAR: console_page.nav_link(config),
+    }
     for warning in config.warnings:
         # Logged before JupyterHub's own logging is set up: stderr, as Python's last resort.
         print(f"[AI Console] warning: {warning}", file=sys.stderr)
@@ -268,6 +278,7 @@ def _configure_local(c: Any, config: AiConsoleConfig) -> None:
             str(Path(nativeauthenticator.__file__).parent / "templates"),
         ]
         c.LocalGPUSpawner.run_as_os_user = True
+        c.JupyterHub.template_vars = {"ai_console_accounts": True}  # NativeAuthenticator's links
     c.Spawner.default_url = "/lab"
     # The hub's own interpreter, whether or not its bin folder is on PATH.
     c.Spawner.cmd = [sys.executable, "-m", "jupyterhub.singleuser"]

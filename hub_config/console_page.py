@@ -1,0 +1,86 @@
+"""The AI Console page, ``/hub/ai-console``, and its data, ``GET /hub/api/ai-console/console``.
+
+For platform admins (every slice) and course admins (owners only within their own projects:
+:mod:`hub_config.console_view`); anyone else gets 403. The page is JupyterHub's own page
+template with a script that draws the data and refreshes it every few seconds. The data API
+also needs the ``gpu-map`` scope, in any filter, so a token made without it cannot read the
+map even for an admin.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+
+from spawner.allocation_api import SCOPE_GPU_MAP, SliceAPIHandler
+
+from .access import projects_administered_by
+from .console_view import console_view
+from .model import AiConsoleConfig
+
+#: Our page and the hub's page.html with the link to it; first in c.JupyterHub.template_paths.
+TEMPLATES = Path(__file__).resolve().parent / "templates" / "console"
+PAGE = "ai-console.html"
+#: How often the open page asks for fresh data.
+REFRESH_SECONDS = 5
+DENIED = "The AI Console page is for platform admins and course admins."
+#: The template variable that shows the navigation bar's link (c.JupyterHub.template_vars).
+NAV_VAR = "ai_console_page"
+
+
+def may_see(config: AiConsoleConfig, user: str) -> bool:
+    """Whether ``user`` administers anything the page shows."""
+    return bool(projects_administered_by(config, user))
+
+
+def nav_link(config: AiConsoleConfig):
+    """The template variable's callable: JupyterHub passes the page's user (or None)."""
+
+    def shown(user: Any) -> bool:
+        return user is not None and may_see(config, user.name)
+
+    return shown
+
+
+class ConsolePageHandler(BaseHandler):
+    def initialize(self, ai_console: AiConsoleConfig) -> None:
+        self.ai_console = ai_console
+
+    @web.authenticated
+    async def get(self) -> None:
+        if not may_see(self.ai_console, self.current_user.name):
+            raise web.HTTPError(403, DENIED)
+        html = await self.render_template(
+            PAGE, refresh_seconds=REFRESH_SECONDS, viewer=self.current_user.name
+        )
+        self.finish(html)
+
+
+class ConsoleDataHandler(SliceAPIHandler):
+    def initialize(self, ai_console: AiConsoleConfig) -> None:
+        self.ai_console = ai_console
+
+    async def get(self) -> None:
+        user = getattr(self.current_user, "orm_user", None)
+        if user is None:
+            raise web.HTTPError(403, "Only a logged-in admin can read the AI Console page.")
+        if SCOPE_GPU_MAP not in self.parsed_scopes:  # in any filter
+            raise web.HTTPError(403, f"Action requires the scope {SCOPE_GPU_MAP}")
+        if not may_see(self.ai_console, user.name):
+            raise web.HTTPError(403, DENIED)
+        manager = self.slice_manager
+        capacity = await manager.capacity()
+        view = console_view(self.ai_console, user.name, manager.usage(), capacity)
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(200, view)
+
+
+def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:
+    """For ``c.JupyterHub.extra_handlers`` (JupyterHub adds the hub prefix)."""
+    return [
+        (r"/ai-console", ConsolePageHandler, {"ai_console": config}),
+        (r"/api/ai-console/console", ConsoleDataHandler, {"ai_console": config}),
+    ]

@@ -1,0 +1,97 @@
+"""The AI Console page on a real hub, in real Chromium: platform admins see every slice,
+course admins their course's owners only, students a 403; the bars match the allocator and the
+page follows a server stopping without a reload."""
+
+from __future__ import annotations
+
+import requests
+from playwright.sync_api import Page, expect
+
+from .browser import chromium, screenshot
+from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
+from .hubclient import HubClient
+
+QUARTER, HALF = "pytorch-quarter-3090", "pytorch-half-3090"
+LIVE = 30_000  # several refreshes of the page (every 5 s)
+
+
+def login(hub: LocalHub, user: str) -> HubClient:
+    client = HubClient(hub.url)
+    password = ADMIN_PASSWORD if user == "admin" else PASSWORD
+    assert client.login(user, password).status_code == 302
+    return client
+
+
+def start(hub: LocalHub, user: str, slug: str) -> HubClient:
+    client = login(hub, user)
+    assert client.spawn(user, slug).status_code == 302
+    assert client.wait_for_server(user).get("ready"), hub.logs()[-3000:]
+    return client
+
+
+def open_console(page: Page, hub: LocalHub, user: str) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", ADMIN_PASSWORD if user == "admin" else PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_load_state()
+    page.click("nav >> text=AI Console")  # the navigation bar links to it for admins
+    page.wait_for_url("**/hub/ai-console")
+
+
+def test_the_console_is_for_admins_and_course_admins_see_their_course(local_hub: LocalHub):
+    student = start(local_hub, "student1", QUARTER)
+    researcher = start(local_hub, "researcher", HALF)
+    page_url = f"{local_hub.url}/hub/ai-console"
+    # A student: neither the page, nor its data, nor a link to it.
+    assert student.session.get(page_url, timeout=30).status_code == 403
+    assert student.api("GET", "/ai-console/console").status_code == 403
+    assert "ai-console" not in student.session.get(f"{local_hub.url}/hub/home", timeout=30).text
+
+    teacher = login(local_hub, "teacher")
+    assert teacher.session.get(page_url, timeout=30).status_code == 200
+    view = teacher.api("GET", "/ai-console/console").json()
+    assert [p["slug"] for p in view["projects"]] == ["cs101"]
+    shown = [s for n in view["nodes"] for g in n["gpus"] for s in g["slices"]]
+    owners = sorted((s["share"], s.get("user")) for s in shown)
+    assert owners == [("1/2", None), ("1/4", "student1")]  # the lab's half: no name
+    # A token of the course admin's without the gpu-map scope reads nothing.
+    made = teacher.api("POST", "/users/teacher/tokens", json={"scopes": [], "note": "bare"})
+    assert made.status_code == 201, made.text
+    bare = requests.get(
+        f"{local_hub.url}/hub/api/ai-console/console",
+        headers={"Authorization": f"token {made.json()['token']}"},
+        timeout=30,
+    )
+    assert bare.status_code == 403 and "gpu-map" in bare.json()["message"]
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        open_console(page, local_hub, "admin")
+        gpu = page.locator('.gpu[data-uuid="SIM-GPU-gpu-01-0"]')
+        expect(gpu.locator(".slice")).to_have_count(2, timeout=LIVE)
+        expect(gpu.locator('.slice[data-user="student1"]')).to_contain_text("student1 · notebook")
+        expect(gpu.locator('.slice[data-user="researcher"]')).to_have_attribute("data-share", "1/2")
+        width = gpu.locator('.slice[data-user="student1"]').bounding_box()["width"]
+        bar = gpu.locator(".bar").bounding_box()["width"]
+        assert abs(width / bar - 0.25) < 0.02  # the bar is split as the slices are
+        expect(gpu.locator(".free")).to_have_text("1/4 free")
+        expect(gpu).to_contain_text("simulated")
+        expect(page.locator(".ai-console-simulated")).to_be_visible()
+        rtx = page.locator(".ai-console-types tbody tr", has_text="RTX3090")
+        expect(rtx).to_contain_text("2 x 1/8, 1 x 1/4")
+        expect(page.locator('tr[data-project="cs101"]')).to_contain_text("student1 (1/4)")
+        expect(page.locator('tr[data-project="vision-lab"]')).to_contain_text("researcher (1/2)")
+        screenshot(page, "ai-console-admin")
+
+        # The open page follows the cluster: the researcher stops, the half disappears.
+        assert researcher.api("DELETE", "/users/researcher/server").status_code in (202, 204)
+        expect(gpu.locator(".slice")).to_have_count(1, timeout=LIVE)
+        expect(gpu.locator(".free")).to_have_text("3/4 free")
+
+        course = browser.new_page(viewport={"width": 1280, "height": 900})
+        open_console(course, local_hub, "teacher")
+        expect(course.locator(".ai-console-projects tbody tr")).to_have_count(1, timeout=LIVE)
+        expect(course.locator('.slice[data-user="student1"]')).to_have_count(1)
+        screenshot(course, "ai-console-course-admin")
+    assert student.api("DELETE", "/users/student1/server").status_code in (202, 204)
