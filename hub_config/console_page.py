@@ -15,11 +15,14 @@ from typing import Any
 from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
+from gpu_fraction.model import Allocation
 from spawner.allocation_api import SCOPE_GPU_MAP, SliceAPIHandler
+from spawner.manager import current_manager
 
 from .access import projects_administered_by
 from .console_view import console_view
 from .model import AiConsoleConfig
+from .spawn_texts import gpu_amount
 
 #: Our page and the hub's page.html with the link to it; first in c.JupyterHub.template_paths.
 TEMPLATES = Path(__file__).resolve().parent / "templates" / "console"
@@ -29,6 +32,8 @@ REFRESH_SECONDS = 5
 DENIED = "The AI Console page is for platform admins and course admins."
 #: The template variable that shows the navigation bar's link (c.JupyterHub.template_vars).
 NAV_VAR = "ai_console_page"
+#: The template variable with the user's own slices, for the home page.
+HOME_VAR = "ai_console_my_slices"
 
 
 def may_see(config: AiConsoleConfig, user: str) -> bool:
@@ -43,6 +48,33 @@ def nav_link(config: AiConsoleConfig):
         return user is not None and may_see(config, user.name)
 
     return shown
+
+
+def my_slices(config: AiConsoleConfig):
+    """The home page's template variable: the user's own slices, servers and jobs, as
+    ``{kind, server, gpu_type, share, project, committed, simulated}``."""
+
+    def slices(user: Any) -> list[dict[str, Any]]:
+        manager = current_manager()
+        if user is None or manager is None:
+            return []
+        mine = [a for a in manager.allocations() if a.owner.user == user.name]
+        return [_home_entry(config, a, manager.is_committed(a.id)) for a in mine]
+
+    return slices
+
+
+def _home_entry(config: AiConsoleConfig, allocation: Allocation, committed: bool) -> dict:
+    project = config.projects.get(allocation.owner.project)
+    return {
+        "kind": allocation.owner.kind,
+        "server": allocation.owner.name,
+        "gpu_type": allocation.gpu_type,
+        "share": gpu_amount(allocation.fraction),
+        "project": project.display_name if project else allocation.owner.project,
+        "committed": committed,
+        "simulated": allocation.simulated,
+    }
 
 
 class ConsolePageHandler(BaseHandler):

@@ -170,6 +170,7 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
     c.JupyterHub.template_vars = {
         **c.JupyterHub.get("template_vars", {}),
         console_page.NAV_VAR: console_page.nav_link(config),
+        console_page.HOME_VAR: console_page.my_slices(config),
     }
     for warning in config.warnings:
         # Logged before JupyterHub's own logging is set up: stderr, as Python's last resort.

@@ -555,6 +555,10 @@ class GPUSliceManager(SingletonConfigurable):
         """Every slice held now (none before the allocator is built)."""
         return self._allocator.allocations() if self._allocator is not None else []
 
+    def is_committed(self, allocation_id: str) -> bool:
+        """Whether the slice's pod or process exists (False for an unknown id)."""
+        return self._allocator is not None and self._allocator.is_committed(allocation_id)
+
     def usage(self) -> list[dict]:
         """Every GPU with its free capacity and slices, as one snapshot (none before the
         allocator is built); the metrics collector reads it at each scrape."""

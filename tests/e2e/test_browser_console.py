@@ -46,10 +46,16 @@ def test_the_console_is_for_admins_and_course_admins_see_their_course(local_hub:
     # A student: neither the page, nor its data, nor a link to it.
     assert student.session.get(page_url, timeout=30).status_code == 403
     assert student.api("GET", "/ai-console/console").status_code == 403
-    assert "ai-console" not in student.session.get(f"{local_hub.url}/hub/home", timeout=30).text
+    home = student.session.get(f"{local_hub.url}/hub/home", timeout=30).text
+    assert 'href="/hub/ai-console"' not in home
+    # The home page shows the student's own slice, and nobody else's.
+    mine = home.split('id="ai-console-my-slices"', 1)[1]
+    assert "Your GPU slices" in mine and "RTX3090" in mine and "simulated" in mine
+    assert "<td>1/4</td>" in mine and "Intro to Deep Learning" in mine and "1/2" not in mine
 
     teacher = login(local_hub, "teacher")
     assert teacher.session.get(page_url, timeout=30).status_code == 200
+    assert 'href="/hub/ai-console"' in teacher.session.get(f"{local_hub.url}/hub/home").text
     view = teacher.api("GET", "/ai-console/console").json()
     assert [p["slug"] for p in view["projects"]] == ["cs101"]
     shown = [s for n in view["nodes"] for g in n["gpus"] for s in g["slices"]]
