@@ -9,6 +9,7 @@ map even for an admin.
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,10 @@ from tornado import web
 from gpu_fraction.model import Allocation
 from spawner.allocation_api import SCOPE_GPU_MAP, SliceAPIHandler
 from spawner.manager import current_manager
+from spawner.usage_history import UsageHistory, UsageRow, to_csv
 
 from .access import projects_administered_by
-from .console_view import console_view
+from .console_view import console_view, usage_view, visible_projects
 from .model import AiConsoleConfig
 from .spawn_texts import gpu_amount
 
@@ -29,6 +31,12 @@ TEMPLATES = Path(__file__).resolve().parent / "templates" / "console"
 PAGE = "ai-console.html"
 #: How often the open page asks for fresh data.
 REFRESH_SECONDS = 5
+DAY = 86400
+#: How often the open page reloads the GPU-hours history (it changes by the minute).
+HISTORY_REFRESH_SECONDS = 60
+#: The GPU-hours history the page plots (and the CSV holds) by default, and at most.
+DEFAULT_DAYS = 14
+MAX_DAYS = 366
 DENIED = "The AI Console page is for platform admins and course admins."
 #: The template variable that shows the navigation bar's link (c.JupyterHub.template_vars).
 NAV_VAR = "ai_console_page"
@@ -86,7 +94,11 @@ class ConsolePageHandler(BaseHandler):
         if not may_see(self.ai_console, self.current_user.name):
             raise web.HTTPError(403, DENIED)
         html = await self.render_template(
-            PAGE, refresh_seconds=REFRESH_SECONDS, viewer=self.current_user.name
+            PAGE,
+            refresh_seconds=REFRESH_SECONDS,
+            history_days=DEFAULT_DAYS,
+            history_seconds=HISTORY_REFRESH_SECONDS,
+            viewer=self.current_user.name,
         )
         self.finish(html)
 
@@ -95,7 +107,8 @@ class ConsoleDataHandler(SliceAPIHandler):
     def initialize(self, ai_console: AiConsoleConfig) -> None:
         self.ai_console = ai_console
 
-    async def get(self) -> None:
+    def console_viewer(self) -> str:
+        """The caller's name, if they may read the page's data (else 403)."""
         user = getattr(self.current_user, "orm_user", None)
         if user is None:
             raise web.HTTPError(403, "Only a logged-in admin can read the AI Console page.")
@@ -103,16 +116,74 @@ class ConsoleDataHandler(SliceAPIHandler):
             raise web.HTTPError(403, f"Action requires the scope {SCOPE_GPU_MAP}")
         if not may_see(self.ai_console, user.name):
             raise web.HTTPError(403, DENIED)
+        return user.name
+
+    async def get(self) -> None:
+        viewer = self.console_viewer()
         manager = self.slice_manager
         capacity = await manager.capacity()
-        view = console_view(self.ai_console, user.name, manager.usage(), capacity)
+        view = console_view(self.ai_console, viewer, manager.usage(), capacity)
         self.set_header("Cache-Control", "no-store")
         self.write_json(200, view)
+
+
+def history_span(days_argument: str | None, now: float) -> tuple[float, list[str]]:
+    """The epoch second the history starts at and its days (UTC, oldest first) for a
+    ``?days=N`` argument (1..MAX_DAYS, default DEFAULT_DAYS); ValueError names what is wrong."""
+    try:
+        days = int(days_argument) if days_argument else DEFAULT_DAYS
+    except ValueError:
+        raise ValueError(f"days must be a whole number, not {days_argument!r}") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise ValueError(f"days must be between 1 and {MAX_DAYS}, not {days}")
+    today = int(now // DAY * DAY)
+    starts = [today - DAY * back for back in range(days - 1, -1, -1)]
+    return starts[0], [time.strftime("%Y-%m-%d", time.gmtime(start)) for start in starts]
+
+
+def viewer_rows(
+    handler: web.RequestHandler, config: AiConsoleConfig, viewer: str
+) -> tuple[list[UsageRow], list[str]]:
+    """The history rows ``viewer`` may read for the handler's ``?days=``, and those days."""
+    history = UsageHistory.instance(config=handler.settings["config"])
+    try:
+        since, days = history_span(handler.get_argument("days", None), history.clock())
+    except ValueError as err:
+        raise web.HTTPError(400, str(err)) from None
+    return history.rows(since, projects=visible_projects(config, viewer)), days
+
+
+class UsageDataHandler(ConsoleDataHandler):
+    async def get(self) -> None:
+        user = self.console_viewer()
+        rows, days = viewer_rows(self, self.ai_console, user)
+        view = usage_view(self.ai_console, rows, days)
+        view["recording"] = UsageHistory.instance(config=self.settings["config"]).enabled
+        self.set_header("Cache-Control", "no-store")
+        self.write_json(200, view)
+
+
+class UsageCsvHandler(BaseHandler):
+    def initialize(self, ai_console: AiConsoleConfig) -> None:
+        self.ai_console = ai_console
+
+    @web.authenticated
+    async def get(self) -> None:
+        if not may_see(self.ai_console, self.current_user.name):
+            raise web.HTTPError(403, DENIED)
+        rows, days = viewer_rows(self, self.ai_console, self.current_user.name)
+        self.set_header("Content-Type", "text/csv; charset=utf-8")
+        filename = f"ai-console-gpu-hours-{days[0]}-to-{days[-1]}.csv"
+        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+        self.set_header("Cache-Control", "no-store")
+        self.finish(to_csv(rows))
 
 
 def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:
     """For ``c.JupyterHub.extra_handlers`` (JupyterHub adds the hub prefix)."""
     return [
         (r"/ai-console", ConsolePageHandler, {"ai_console": config}),
+        (r"/ai-console/usage\.csv", UsageCsvHandler, {"ai_console": config}),
         (r"/api/ai-console/console", ConsoleDataHandler, {"ai_console": config}),
+        (r"/api/ai-console/usage", UsageDataHandler, {"ai_console": config}),
     ]

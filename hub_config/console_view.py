@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from gpu_fraction.model import GPU, Allocation
+from spawner.usage_history import UsageRow, daily_totals
 
 from .access import is_platform_admin, projects_administered_by
 from .model import AiConsoleConfig, Project
@@ -154,3 +155,44 @@ def _allocations_of(project: str, rows: list[Mapping[str, Any]]) -> list[Allocat
             if allocation.owner.project == project:
                 seen[allocation.id] = allocation
     return list(seen.values())
+
+
+def visible_projects(config: AiConsoleConfig, viewer: str) -> set[str] | None:
+    """The projects whose records ``viewer`` may read; None: all, slices of no project too."""
+    if is_platform_admin(config, viewer):
+        return None
+    return {p.slug for p in projects_administered_by(config, viewer)}
+
+
+def usage_view(
+    config: AiConsoleConfig, rows: Iterable[UsageRow], days: list[str]
+) -> dict[str, Any]:
+    """GPU-hours per project per day (``days``: ``YYYY-MM-DD``, oldest first) and per user over
+    the whole span, for the page's plot and table; rows already filtered for the viewer."""
+    rows = list(rows)
+    per_day = daily_totals(rows, "project")
+    slugs = sorted({row.project for row in rows})
+    users: dict[str, float] = {}
+    for row in rows:
+        users[row.user] = users.get(row.user, 0.0) + row.gpu_hours
+
+    def name(slug: str) -> str:
+        project = config.projects.get(slug)
+        return project.display_name if project else (slug or "no project")
+
+    return {
+        "days": days,
+        "projects": [
+            {
+                "slug": slug,
+                "display_name": name(slug),
+                "gpu_hours": [round(per_day.get(day, {}).get(slug, 0.0), 4) for day in days],
+            }
+            for slug in slugs
+        ],
+        "users": [
+            {"user": user, "gpu_hours": round(hours, 4)}
+            for user, hours in sorted(users.items(), key=lambda item: (-item[1], item[0]))
+        ],
+        "total_gpu_hours": round(sum(users.values()), 4),
+    }

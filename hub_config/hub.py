@@ -42,6 +42,8 @@ from .roles import (
 )
 from .spawn_form import current_availability, make_options_form
 
+#: The GPU-hours history (spawner.usage_history), beside the hub's database.
+USAGE_HISTORY_FILE = "ai-console-usage.sqlite"
 EXAMPLE_CONFIG = Path(__file__).resolve().parent / "examples" / "ai-console.yaml"
 #: Enables the server extension in every single-user server this hub starts.
 SERVER_CONFIG_PATH = Path(__file__).resolve().parents[1] / "server_extension" / "jupyter-config"
@@ -142,6 +144,8 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
         jobs_service = _local_jobs_service(c)
     else:
         c.JupyterHub.spawner_class = "ai-console"
+        # Next to jupyterhub.sqlite, in the hub's working directory (z2jh: its volume).
+        c.UsageHistory.db_path = USAGE_HISTORY_FILE
         c.GPUSliceManager.inventory_source = "kubernetes"
         c.KubeSpawner.profile_list = make_profile_list(config, html=True)
         # Our form in place of KubeSpawner's template: disabled profiles, the project choice,
@@ -250,6 +254,7 @@ def _configure_local(c: Any, config: AiConsoleConfig) -> None:
     if simulate:
         c.GPUSliceManager.simulated_gpus = simulate
     c.JupyterHub.db_url = f"sqlite:///{data_dir / 'jupyterhub.sqlite'}"
+    c.UsageHistory.db_path = str(data_dir / USAGE_HISTORY_FILE)
     c.JupyterHub.cookie_secret_file = str(data_dir / "jupyterhub_cookie_secret")
     c.ConfigurableHTTPProxy.pid_file = str(data_dir / "jupyterhub-proxy.pid")
     proxy = env.get(settings_env.PROXY)

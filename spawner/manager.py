@@ -31,6 +31,7 @@ from gpu_fraction.simulated import simulated
 from . import metrics
 from .lease import AllocatorLease, LeaseHeld, stable_identity
 from .node_filter import admitted_nodes
+from .usage_history import UsageHistory
 
 #: Label on every pod that holds a slice, so the ledger can list just those pods.
 SLICE_LABEL = keys.PREFIX + "slice"
@@ -249,6 +250,8 @@ class GPUSliceManager(SingletonConfigurable):
                     problem.reason,
                 )
         self._allocator = allocator
+        # The GPU-hours history samples what this allocator holds (when a file is configured).
+        UsageHistory.instance(config=self.config).start(self.allocations, self.is_committed)
         if self.inventory_source == "kubernetes" and self.reconcile_interval > 0:
             self._reconcile_task = asyncio.ensure_future(self._reconcile_loop())
 
@@ -447,6 +450,8 @@ class GPUSliceManager(SingletonConfigurable):
             self._reconcile_task = None
         if self.lease is not None:
             self.lease.stop()
+        if UsageHistory.initialized():
+            UsageHistory.instance().stop()
 
     # --- what spawners and the allocation API call -------------------------------------------
 

@@ -4,8 +4,19 @@ page follows a server stopping without a reload."""
 
 from __future__ import annotations
 
+import csv
+import io
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import pytest
 import requests
 from playwright.sync_api import Page, expect
+
+from gpu_fraction.model import Allocation, Owner
+from hub_config.hub import USAGE_HISTORY_FILE
+from spawner.usage_history import UsageHistory
 
 from .browser import chromium, screenshot
 from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
@@ -101,3 +112,81 @@ def test_the_console_is_for_admins_and_course_admins_see_their_course(local_hub:
         expect(course.locator('.slice[data-user="student1"]')).to_have_count(1)
         screenshot(course, "ai-console-course-admin")
     assert student.api("DELETE", "/users/student1/server").status_code in (202, 204)
+
+
+def seed_history(hub: LocalHub) -> str:
+    """Two days ago: student1 held 1/4 for an hour (cs101), the researcher a whole GPU for two
+    (vision-lab); written into the hub's own history file, as a past term's hub left it."""
+    day_start = (time.time() // 86400 - 2) * 86400
+    clock = {"now": day_start + 9 * 3600}
+    history = UsageHistory(
+        clock=lambda: clock["now"], db_path=str(hub.data / USAGE_HISTORY_FILE), max_gap=1e9
+    )
+    held = [
+        slice_of("student1", "cs101", "1/4", hours=1),
+        slice_of("researcher", "vision-lab", "1", hours=2),
+    ]
+    history.record(held, lambda _id: True)
+    clock["now"] += 3600
+    history.record(held, lambda _id: True)
+    clock["now"] += 3600
+    history.record([held[1]], lambda _id: True)
+    return time.strftime("%Y-%m-%d", time.gmtime(day_start))
+
+
+def slice_of(user: str, project: str, fraction: str, hours: int) -> Allocation:
+    return Allocation(
+        id=f"{user}-{hours}",
+        owner=Owner("notebook", user, project, ""),
+        node="gpu-01",
+        gpu_type="RTX3090",
+        gpu_uuids=("SIM-GPU-gpu-01-0",),
+        gpu_indices=(0,),
+        fraction=Fraction(fraction),
+        memory_mib=6144,
+        gpu_memory_mib=24576,
+        compute_min=25,
+        compute_max=100,
+    )
+
+
+def test_gpu_hours_are_plotted_and_downloaded_per_role(local_hub: LocalHub):
+    day = seed_history(local_hub)
+    student = login(local_hub, "student1")
+    csv_url = f"{local_hub.url}/hub/ai-console/usage.csv"
+    assert student.session.get(csv_url, timeout=30).status_code == 403
+    assert student.api("GET", "/ai-console/usage").status_code == 403
+
+    teacher = login(local_hub, "teacher")
+    download = teacher.session.get(csv_url, timeout=30)
+    assert download.status_code == 200
+    assert download.headers["Content-Disposition"].startswith("attachment;")
+    rows = list(csv.DictReader(io.StringIO(download.text)))
+    assert [(r["project"], r["user"], r["gpu_hours"]) for r in rows] == [
+        ("cs101", "student1", "0.2500")
+    ]
+    bad = teacher.session.get(f"{csv_url}?days=1000", timeout=30)
+    assert bad.status_code == 400 and "between 1 and 366" in bad.text
+
+    with chromium() as browser:
+        page = browser.new_page(viewport={"width": 1280, "height": 1100})
+        open_console(page, local_hub, "admin")
+        bars = page.locator(f'.ai-console-usage-plot rect[data-day="{day}"]')
+        expect(bars).to_have_count(2, timeout=LIVE)
+        expect(page.locator(".ai-console-usage-total")).to_have_text("2.25 GPU-hours in all.")
+        lab = page.locator(f'rect[data-day="{day}"][data-project="vision-lab"]')
+        course = page.locator(f'rect[data-day="{day}"][data-project="cs101"]')
+        assert (
+            lab.get_attribute("data-hours") == "2" and course.get_attribute("data-hours") == "0.25"
+        )
+        assert lab.bounding_box()["height"] == pytest.approx(
+            8 * course.bounding_box()["height"], rel=0.05
+        )
+        expect(page.locator(".ai-console-usage-users tbody tr").first).to_have_text(
+            "researcher2.00"
+        )
+        page.locator(".ai-console-usage-plot").scroll_into_view_if_needed()
+        screenshot(page, "ai-console-gpu-hours")
+        with page.expect_download() as started:
+            page.click("text=Download CSV")
+        assert "vision-lab,researcher" in Path(started.value.path()).read_text()
