@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import keys
 from .errors import InvalidFieldError
-from .model import Allocation
+from .model import Allocation, format_fraction
 
 #: Where the start-up hook ConfigMap is mounted in containers (its directory goes on PYTHONPATH).
 STARTUP_MOUNT_PATH = "/opt/ai-console/startup"
@@ -162,6 +162,11 @@ def container_environment(
     env[keys.ENV_OWNER_USER] = owner.user
     env[keys.ENV_OWNER_PROJECT] = owner.project
     env[keys.ENV_OWNER_NAME] = owner.name
+    # What the slice is, so the server can tell its user (the Lab's status bar).
+    env[keys.ENV_GPU_TYPE] = allocation.gpu_type
+    env[keys.ENV_GPU_SHARE] = format_fraction(allocation.fraction)
+    env[keys.ENV_GPU_DEVICE_MEMORY_MIB] = str(allocation.gpu_memory_mib)
+    env[keys.ENV_GPU_SIMULATED] = "true" if allocation.simulated else "false"
     env.update(_device_environment(allocation, use_uuids=use_uuids, in_container=in_container))
 
     real_mps = mps is not None and not allocation.simulated

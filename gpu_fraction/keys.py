@@ -49,6 +49,14 @@ ENV_GPU_MEMORY_MIB = "AI_CONSOLE_GPU_MEMORY_MIB"
 ENV_GPU_MEMORY_FRACTION = "AI_CONSOLE_GPU_MEMORY_FRACTION"
 ENV_COMPUTE_MIN = "AI_CONSOLE_GPU_COMPUTE_MIN"
 ENV_COMPUTE_MAX = "AI_CONSOLE_GPU_COMPUTE_MAX"
+#: What the slice is, for the server to show its user (Lab's status bar); enforces nothing.
+ENV_GPU_TYPE = "AI_CONSOLE_GPU_TYPE"
+#: The slice's size as annotated: ``1/4`` of one GPU, or a whole number of GPUs (``2``).
+ENV_GPU_SHARE = "AI_CONSOLE_GPU_SHARE"
+#: The memory of each of the slice's GPUs (the cap of a whole-GPU slice).
+ENV_GPU_DEVICE_MEMORY_MIB = "AI_CONSOLE_GPU_DEVICE_MEMORY_MIB"
+#: ``true`` when the slice is on a simulated GPU (no device; nothing to measure).
+ENV_GPU_SIMULATED = "AI_CONSOLE_GPU_SIMULATED"
 ENV_OWNER_KIND = "AI_CONSOLE_OWNER_KIND"
 ENV_OWNER_USER = "AI_CONSOLE_OWNER_USER"
 ENV_OWNER_PROJECT = "AI_CONSOLE_OWNER_PROJECT"

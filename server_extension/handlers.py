@@ -1,4 +1,5 @@
-"""REST handlers of the server extension under ``<base_url>/ai-console/`` (openapi.yaml).
+"""REST handlers of the server extension under ``<base_url>/ai-console/`` (openapi.yaml); the
+GPU slice's status (``slice``) is in :mod:`server_extension.slice_status`.
 
 Handlers parse, check what only the user's server can check (the path, the notebook, its
 kernel, the parameters), snapshot, and forward to the jobs service with the server's own hub
@@ -344,6 +345,8 @@ def default_name(path: str) -> str:
 def handlers(base_url: str) -> list[tuple[str, type]]:
     from jupyter_server.utils import url_path_join
 
+    from .slice_status import SliceStatusHandler
+
     def route(path: str) -> str:
         return url_path_join(base_url, "ai-console", path)
 
@@ -354,4 +357,5 @@ def handlers(base_url: str) -> list[tuple[str, type]]:
         (route(f"jobs/{JOB_ID}"), JobHandler),
         (route(f"jobs/{JOB_ID}/rerun"), RerunHandler),
         (route(f"jobs/{JOB_ID}/(log|output)"), JobFileHandler),
+        (route("slice"), SliceStatusHandler),
     ]

@@ -1,7 +1,8 @@
 /**
  * AI Console for JupyterLab: run a notebook as a job (toolbar button, file
  * browser context menu, command palette), follow jobs in the Jobs panel and
- * their detail views, and get notified when one completes or fails.
+ * their detail views, and get notified when one completes or fails; the GPU
+ * slice of this server in the status bar.
  */
 import {
   ILayoutRestorer,
@@ -19,6 +20,8 @@ import { PageConfig } from '@jupyterlab/coreutils';
 import { IFileBrowserFactory } from '@jupyterlab/filebrowser';
 import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar, showPopup } from '@jupyterlab/statusbar';
+import type { Popup } from '@jupyterlab/statusbar';
 import { ITranslator } from '@jupyterlab/translation';
 import { ToolbarButton } from '@jupyterlab/ui-components';
 
@@ -30,6 +33,11 @@ import { announceFinishedJobs, notifySubmitted } from './notifications';
 import { JobsPanel } from './panel';
 import { AIConsoleClient } from './request';
 import { showRerunDialog } from './rerun';
+import {
+  SliceStatusItem,
+  SliceStatusModel,
+  SliceStatusPanel
+} from './slicestatus';
 import { CommandIDs, IAIConsoleJobs, TRANSLATION_DOMAIN } from './tokens';
 
 const PACKAGE = 'jupyterhub-ai-console';
@@ -323,4 +331,52 @@ const runAsJobPlugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
-export default [jobsPlugin, runAsJobPlugin];
+/** The server's GPU slice in the status bar, with a detail panel. */
+const sliceStatusPlugin: JupyterFrontEndPlugin<void> = {
+  id: `${PACKAGE}:slice-status`,
+  description: "The status bar item showing this server's GPU slice.",
+  autoStart: true,
+  requires: [ITranslator, IAIConsoleJobs],
+  optional: [IStatusBar],
+  activate: (
+    app: JupyterFrontEnd,
+    translator: ITranslator,
+    jobs: IAIConsoleJobs,
+    statusBar: IStatusBar | null
+  ): void => {
+    if (!statusBar) {
+      return; // a Lab without a status bar: nothing to show the slice in
+    }
+    const trans = translator.load(TRANSLATION_DOMAIN);
+    const model = new SliceStatusModel({ client: jobs.client });
+    let popup: Popup | null = null;
+    const toggle = () => {
+      if (popup && !popup.isDisposed) {
+        popup.dispose();
+        popup = null;
+        return;
+      }
+      void model.refresh();
+      const body = new SliceStatusPanel({
+        model,
+        trans,
+        openJobs: () => {
+          popup?.dispose();
+          popup = null;
+          void app.commands.execute(CommandIDs.openJobs);
+        }
+      });
+      popup = showPopup({ body, anchor: item, align: 'left' });
+    };
+    const item = new SliceStatusItem({ model, trans, onClick: toggle });
+    statusBar.registerStatusItem(sliceStatusPlugin.id, {
+      item,
+      align: 'left',
+      rank: 50,
+      isActive: () => model.status !== null,
+      activeStateChanged: model.changed
+    });
+  }
+};
+
+export default [jobsPlugin, runAsJobPlugin, sliceStatusPlugin];

@@ -13,7 +13,8 @@ import type {
   IJob,
   IJobQuery,
   IParameter,
-  IRerunJob
+  IRerunJob,
+  ISliceStatus
 } from './types';
 
 /** The server extension's URL namespace under the server's base URL. */
@@ -161,6 +162,11 @@ export class AIConsoleClient {
     } finally {
       reader.releaseLock();
     }
+  }
+
+  /** `GET slice`: the server's GPU slice and what its processes use of it. */
+  getSlice(): Promise<ISliceStatus> {
+    return this.requestJSON<ISliceStatus>('slice', { cache: 'no-store' });
   }
 
   /** The URL of a job's output file, to open in a new browser tab. */

@@ -179,3 +179,35 @@ export interface IJobQuery {
   q?: string;
   tag?: string;
 }
+
+/** One visible GPU of the slice (`SliceStatus.devices`); null: not read. */
+export interface ISliceDevice {
+  /** UUID or index, as the server sees it. */
+  id: string;
+  uuid?: string | null;
+  name?: string | null;
+  memory_total_mib?: number | null;
+  memory_used_mib?: number | null;
+  utilization_percent?: number | null;
+}
+
+/** `SliceStatus`: the server's GPU slice and what its own processes use. */
+export interface ISliceGpu {
+  /** GPU type, e.g. `RTX3090`. */
+  type: string;
+  /** `1/4` of one GPU, or a whole number of GPUs. */
+  share: string;
+  memory_cap_mib: number | null;
+  /** null: unknown (no NVML, or a simulated GPU). */
+  memory_used_mib: number | null;
+  utilization_percent: number | null;
+  compute_min_percent?: number | null;
+  compute_max_percent?: number | null;
+  simulated: boolean;
+  devices: ISliceDevice[];
+}
+
+/** The answer of `GET slice`: `gpu` is null on a CPU-only server. */
+export interface ISliceStatus {
+  gpu: ISliceGpu | null;
+}

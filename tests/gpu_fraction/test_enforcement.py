@@ -70,6 +70,10 @@ def test_fractional_in_container_without_mps() -> None:
         keys.ENV_OWNER_USER: "alice",
         keys.ENV_OWNER_PROJECT: "cs101",
         keys.ENV_OWNER_NAME: "lab-1",
+        keys.ENV_GPU_TYPE: "RTX3090",
+        keys.ENV_GPU_SHARE: "1/4",
+        keys.ENV_GPU_DEVICE_MEMORY_MIB: "24576",
+        keys.ENV_GPU_SIMULATED: "false",
         "NVIDIA_VISIBLE_DEVICES": UUID_A,
         "CUDA_VISIBLE_DEVICES": "0",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
@@ -158,6 +162,19 @@ def test_simulated_allocation_has_no_device() -> None:
     local = enf.container_environment(alloc, in_container=False)
     assert local["CUDA_VISIBLE_DEVICES"] == ""
     assert "NVIDIA_VISIBLE_DEVICES" not in local
+
+
+def test_every_slice_tells_the_server_what_it_is() -> None:
+    """Type, share, GPU size and simulated: what the Lab's status bar shows (enforces nothing)."""
+    env = enf.container_environment(whole(2), in_container=False)
+    assert env[keys.ENV_GPU_TYPE] == "RTX3090"
+    assert env[keys.ENV_GPU_SHARE] == "2"
+    assert env[keys.ENV_GPU_DEVICE_MEMORY_MIB] == "24576"
+    assert env[keys.ENV_GPU_SIMULATED] == "false"
+    sim = quarter(gpu_uuids=("SIM-GPU-local-0",), gpu_indices=(0,), simulated=True)
+    env = enf.container_environment(sim, in_container=False)
+    assert env[keys.ENV_GPU_SHARE] == "1/4"
+    assert env[keys.ENV_GPU_SIMULATED] == "true"
 
 
 @pytest.mark.parametrize(

@@ -38,7 +38,7 @@ def routes() -> dict[str, set[str]]:
 
 
 def _methods(handler) -> set[str]:
-    ours = [k for k in handler.__mro__ if k.__module__ == "server_extension.handlers"]
+    ours = [k for k in handler.__mro__ if k.__module__.startswith("server_extension.")]
     return {m for m in METHODS if any(m in vars(k) for k in ours)}
 
 
@@ -70,6 +70,7 @@ def notebook_at(root: Path, name: str, *sources: str, parameters: str | None = N
         ("POST", f"jobs/{JOB}/rerun"),
         ("GET", f"jobs/{JOB}/log"),
         ("GET", f"jobs/{JOB}/output"),
+        ("GET", "slice"),
     ],
 )
 def test_every_handler_refuses_a_caller_without_credentials(

@@ -1,0 +1,232 @@
+/**
+ * The GPU slice in the status bar: "RTX3090 · 1/4 · 1.2/6.0 GiB · 35%",
+ * polled from `GET slice` every few seconds while the page is visible.
+ * Clicking it opens a small panel with the details and a link to the Jobs
+ * panel. A failed poll keeps the last answer, marked stale, and backs off.
+ */
+import type { TranslationBundle } from '@jupyterlab/translation';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import type { IDisposable } from '@lumino/disposable';
+import { Poll } from '@lumino/polling';
+import { ISignal, Signal } from '@lumino/signaling';
+import * as React from 'react';
+
+import { useSignal } from './hooks';
+import type { AIConsoleClient } from './request';
+import { detailRows, sliceLabel, sliceTitle } from './slice';
+import type { ISliceStatus } from './types';
+
+/** The server's slice, kept fresh by polling. */
+export class SliceStatusModel implements IDisposable {
+  constructor(options: { client: AIConsoleClient; interval?: number }) {
+    this._client = options.client;
+    this._poll = new Poll({
+      factory: () => this._fetch(),
+      frequency: {
+        interval: options.interval ?? 5000,
+        backoff: true,
+        max: 60 * 1000
+      },
+      name: 'ai-console:slice',
+      // No requests while the browser tab is hidden.
+      standby: 'when-hidden'
+    });
+  }
+
+  /** Emitted after each poll, answered or failed. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /** The last answer (null until one arrives). */
+  get status(): ISliceStatus | null {
+    return this._status;
+  }
+
+  /** The last poll's error, or null when it answered. */
+  get error(): string | null {
+    return this._error;
+  }
+
+  /** When the last answer arrived (ms since the epoch), or null. */
+  get updated(): number | null {
+    return this._updated;
+  }
+
+  get isDisposed(): boolean {
+    return this._poll.isDisposed;
+  }
+
+  /** Polls now. */
+  async refresh(): Promise<void> {
+    await this._poll.refresh();
+  }
+
+  dispose(): void {
+    if (this.isDisposed) {
+      return;
+    }
+    this._poll.dispose();
+    Signal.clearData(this);
+  }
+
+  private async _fetch(): Promise<void> {
+    try {
+      this._status = await this._client.getSlice();
+      this._error = null;
+      this._updated = Date.now();
+    } catch (error) {
+      // Kept quiet (no console output): the item shows it is stale.
+      this._error = error instanceof Error ? error.message : String(error);
+      this._changed.emit();
+      throw error; // the poll backs off
+    }
+    this._changed.emit();
+  }
+
+  private _client: AIConsoleClient;
+  private _poll: Poll;
+  private _status: ISliceStatus | null = null;
+  private _error: string | null = null;
+  private _updated: number | null = null;
+  private _changed = new Signal<this, void>(this);
+}
+
+/** The status bar item; `onClick` opens (or closes) the detail panel. */
+export class SliceStatusItem extends ReactWidget {
+  constructor(options: {
+    model: SliceStatusModel;
+    trans: TranslationBundle;
+    onClick: () => void;
+  }) {
+    super();
+    this._options = options;
+    this.addClass('jp-AIConsole-sliceStatus');
+    this.addClass('jp-mod-highlight');
+    this.node.dataset.testid = 'ai-console-slice-status';
+    this.node.setAttribute('role', 'button');
+    this.node.tabIndex = 0;
+    this.node.addEventListener('click', () => options.onClick());
+    this.node.addEventListener('keydown', event => {
+      if (event.key === 'Enter' || event.key === ' ') {
+        event.preventDefault();
+        options.onClick();
+      }
+    });
+  }
+
+  render(): JSX.Element {
+    return <SliceLabel {...this._options} />;
+  }
+
+  private _options: { model: SliceStatusModel; trans: TranslationBundle };
+}
+
+function SliceLabel(props: {
+  model: SliceStatusModel;
+  trans: TranslationBundle;
+}): JSX.Element | null {
+  const { model, trans } = props;
+  useSignal(model.changed);
+  const status = model.status;
+  if (!status) {
+    return null;
+  }
+  const stale = model.error !== null;
+  return (
+    <span
+      className={
+        // The status bar's own text class: its font, and its colour when clicked.
+        'jp-StatusBar-TextItem jp-AIConsole-sliceLabel' +
+        (stale ? ' jp-AIConsole-stale' : '')
+      }
+      data-testid="ai-console-slice-label"
+      data-stale={stale ? 'true' : 'false'}
+      title={sliceTitle(status, model.error, trans)}
+    >
+      {sliceLabel(status, trans)}
+    </span>
+  );
+}
+
+/** The detail panel shown in the status bar's popup. */
+export class SliceStatusPanel extends ReactWidget {
+  constructor(options: {
+    model: SliceStatusModel;
+    trans: TranslationBundle;
+    openJobs: () => void;
+  }) {
+    super();
+    this._options = options;
+    this.addClass('jp-AIConsole-slicePanel');
+    this.node.dataset.testid = 'ai-console-slice-panel';
+  }
+
+  render(): JSX.Element {
+    return <SliceDetails {...this._options} />;
+  }
+
+  private _options: {
+    model: SliceStatusModel;
+    trans: TranslationBundle;
+    openJobs: () => void;
+  };
+}
+
+function SliceDetails(props: {
+  model: SliceStatusModel;
+  trans: TranslationBundle;
+  openJobs: () => void;
+}): JSX.Element {
+  const { model, trans, openJobs } = props;
+  useSignal(model.changed);
+  const status = model.status;
+  return (
+    <div className="jp-AIConsole-sliceDetails">
+      <h3 className="jp-AIConsole-sliceHeading">{trans.__('GPU slice')}</h3>
+      {status ? (
+        <table className="jp-AIConsole-sliceTable">
+          <tbody>
+            {detailRows(status, trans).map(row => (
+              <tr key={row.key} data-testid={`ai-console-slice-${row.key}`}>
+                <th scope="row">{row.label}</th>
+                <td>{row.value}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      ) : (
+        <p>{trans.__('Loading…')}</p>
+      )}
+      {status?.gpu?.simulated ? (
+        <p className="jp-AIConsole-sliceNote">
+          {trans.__(
+            'This GPU is simulated: your code runs on the CPU and nothing is measured.'
+          )}
+        </p>
+      ) : null}
+      {status?.gpu && !status.gpu.simulated ? (
+        <p className="jp-AIConsole-sliceNote">
+          {trans.__(
+            'Memory used and utilisation are those of this server’s kernels and terminals.'
+          )}
+        </p>
+      ) : null}
+      {model.error ? (
+        <p
+          className="jp-AIConsole-sliceNote jp-AIConsole-stale"
+          data-testid="ai-console-slice-error"
+        >
+          {trans.__('Not updated: %1', model.error)}
+        </p>
+      ) : null}
+      <button
+        className="jp-mod-styled jp-mod-accept jp-AIConsole-sliceJobs"
+        data-testid="ai-console-slice-open-jobs"
+        onClick={openJobs}
+      >
+        {trans.__('Open the Jobs panel')}
+      </button>
+    </div>
+  );
+}
