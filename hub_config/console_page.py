@@ -17,6 +17,7 @@ from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
 from gpu_fraction.model import Allocation
+from spawner.agent_samples import AgentSamples
 from spawner.allocation_api import SCOPE_GPU_MAP, SliceAPIHandler
 from spawner.manager import current_manager
 from spawner.usage_history import UsageHistory, UsageRow, to_csv
@@ -122,7 +123,9 @@ class ConsoleDataHandler(SliceAPIHandler):
         viewer = self.console_viewer()
         manager = self.slice_manager
         capacity = await manager.capacity()
-        view = console_view(self.ai_console, viewer, manager.usage(), capacity)
+        samples = AgentSamples.instance(config=self.settings["config"])
+        live = samples if (samples.urls or samples.label_selector) else None
+        view = console_view(self.ai_console, viewer, manager.usage(), capacity, live)
         self.set_header("Cache-Control", "no-store")
         self.write_json(200, view)
 

@@ -14,6 +14,7 @@ from fractions import Fraction
 from typing import Any
 
 from gpu_fraction.model import GPU, Allocation
+from spawner.agent_samples import AgentSamples
 from spawner.usage_history import UsageRow, daily_totals
 
 from .access import is_platform_admin, projects_administered_by
@@ -43,17 +44,22 @@ def console_view(
     viewer: str,
     usage: Iterable[Mapping[str, Any]],
     capacity: Mapping[str, Mapping[Fraction, int]],
+    samples: AgentSamples | None = None,
 ) -> dict[str, Any]:
-    """The page's JSON for ``viewer``; ``usage`` and ``capacity`` as the allocator gives them."""
+    """The page's JSON for ``viewer``; ``usage`` and ``capacity`` as the allocator gives them,
+    ``samples`` the node agents' live figures (None: no agent is read)."""
     projects = projects_administered_by(config, viewer)
     everything = is_platform_admin(config, viewer)
     shown = {p.slug for p in projects}
     rows = list(usage)
+    nodes = _nodes(rows, everything, shown)
+    if samples is not None:
+        _add_live(nodes, rows, samples)
     return {
         "viewer": viewer,
         "sees": "everything" if everything else "own projects",
         "simulated": any(row["gpu"].simulated for row in rows),
-        "nodes": _nodes(rows, everything, shown),
+        "nodes": nodes,
         "gpu_types": _gpu_types(rows, capacity),
         "projects": [_project_row(p, rows) for p in projects],
     }
@@ -84,6 +90,25 @@ def _nodes(rows: list[Mapping[str, Any]], everything: bool, shown: set[str]) -> 
     return [{"node": node, "gpus": gpus} for node, gpus in nodes.items()]
 
 
+def _add_live(nodes: list[dict], rows: list[Mapping[str, Any]], samples: AgentSamples) -> None:
+    """The agents' figures per GPU, and per visible slice its memory in use and idle time."""
+    by_id = {a.id: a for row in rows for a in row["allocations"]}
+    for node in nodes:
+        for gpu in node["gpus"]:
+            live = samples.gpus.get(gpu["uuid"])
+            gpu["utilization_percent"] = live.utilization_percent if live else None
+            gpu["memory_used_mib"] = live.memory_used_mib if live else None
+            for entry in gpu["slices"]:
+                if not entry["visible"]:
+                    continue
+                allocation = by_id[entry["id"]]
+                reported = live is not None
+                held = samples.slice_memory_mib.get(allocation.id, 0.0)
+                entry["memory_used_mib"] = held if reported else None
+                idle = samples.idle_minutes_of(allocation.id)
+                entry["idle_minutes"] = None if idle is None else round(idle)
+
+
 def _slice(allocation: Allocation, committed: bool, visible: bool) -> dict[str, Any]:
     share = share_on_gpu(allocation)
     entry: dict[str, Any] = {
@@ -96,6 +121,7 @@ def _slice(allocation: Allocation, committed: bool, visible: bool) -> dict[str, 
     if visible:
         owner = allocation.owner
         entry.update(kind=owner.kind, user=owner.user, project=owner.project, name=owner.name)
+        entry["id"] = allocation.id
         entry["fraction"] = gpu_amount(allocation.fraction)  # a 2-GPU job: "2" on each bar
     return entry
 

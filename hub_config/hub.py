@@ -250,6 +250,7 @@ def _configure_local(c: Any, config: AiConsoleConfig) -> None:
     data_dir = Path(env.get(settings_env.DATA_DIR) or ".").resolve()
     c.JupyterHub.spawner_class = "ai-console-local"
     simulate = env.get(settings_env.SIMULATE_GPUS, "")
+    c.AgentSamples.urls = env.get(settings_env.AGENT_URLS, "").split()
     c.GPUSliceManager.inventory_source = "simulated" if simulate else "nvml"
     if simulate:
         c.GPUSliceManager.simulated_gpus = simulate

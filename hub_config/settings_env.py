@@ -17,6 +17,8 @@ ADMIN_PASSWORD = "AI_CONSOLE_ADMIN_PASSWORD"
 DEMO = "AI_CONSOLE_DEMO"
 #: Simulated GPU declaration (local mode), e.g. "RTX3090:24576x2"; empty: read NVML.
 SIMULATE_GPUS = "AI_CONSOLE_SIMULATE_GPUS"
+#: Node agents' /metrics URLs, space-separated (local mode; ``ai-console up --agent-url``).
+AGENT_URLS = "AI_CONSOLE_AGENT_URLS"
 #: Port of the jobs service on this machine (local mode); default: a free one.
 JOBS_PORT = "AI_CONSOLE_JOBS_PORT"
 #: Kubernetes: URL of the jobs service as servers and the hub reach it, and its API token.

@@ -89,6 +89,15 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"declare simulated GPUs instead of reading NVML; {SIMULATED_SPEC_HELP}",
     )
     parser.add_argument(
+        "--agent-url",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a node agent's /metrics (e.g. http://127.0.0.1:9410/metrics of `ai-console agent` "
+        "on this machine): its live GPU figures and idle slices appear on the admin page; "
+        "may be given more than once",
+    )
+    parser.add_argument(
         "--data-dir",
         default=os.environ.get(settings_env.DATA_DIR, "ai-console-data"),
         help="where the SQLite database, cookie secret and logs live",
@@ -194,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
             settings_env.PASSWORD: password,
             settings_env.ADMIN_PASSWORD: admin_password,
             settings_env.SIMULATE_GPUS: args.simulate_gpus or "",
+            settings_env.AGENT_URLS: " ".join(args.agent_url),
             settings_env.DEMO: "1" if args.demo else "",
         }
     )

@@ -29,6 +29,7 @@ from gpu_fraction.model import Allocation, Owner, SliceRequest, format_gpus
 from gpu_fraction.simulated import simulated
 
 from . import metrics
+from .agent_samples import AgentSamples
 from .lease import AllocatorLease, LeaseHeld, stable_identity
 from .node_filter import admitted_nodes
 from .usage_history import UsageHistory
@@ -252,6 +253,9 @@ class GPUSliceManager(SingletonConfigurable):
         self._allocator = allocator
         # The GPU-hours history samples what this allocator holds (when a file is configured).
         UsageHistory.instance(config=self.config).start(self.allocations, self.is_committed)
+        samples = AgentSamples.instance(config=self.config)
+        if samples.label_selector or samples.urls:
+            samples.start(self._agent_urls, self._committed_allocations)
         if self.inventory_source == "kubernetes" and self.reconcile_interval > 0:
             self._reconcile_task = asyncio.ensure_future(self._reconcile_loop())
 
@@ -357,6 +361,22 @@ class GPUSliceManager(SingletonConfigurable):
             await api.patch_namespaced_config_map(name, self.namespace, {"data": data})
             self.log.info("updated ConfigMap %s/%s (start-up hook)", self.namespace, name)
 
+    async def _agent_urls(self) -> list[str]:
+        """The /metrics of the running node agents in the hub's namespace (Kubernetes)."""
+        samples = AgentSamples.instance(config=self.config)
+        if self.inventory_source != "kubernetes" or not samples.label_selector:
+            return []
+        api = await self._core_api()
+        pods = await api.list_namespaced_pod(self.namespace, label_selector=samples.label_selector)
+        return [
+            f"http://{pod.status.pod_ip}:{samples.port}/metrics"
+            for pod in pods.items
+            if pod.status and pod.status.pod_ip and pod.status.phase == "Running"
+        ]
+
+    def _committed_allocations(self) -> list[Allocation]:
+        return [a for a in self.allocations() if self.is_committed(a.id)]
+
     async def _list_slice_pods(self) -> list[dict]:
         api = await self._core_api()
         pods = await api.list_namespaced_pod(self.namespace, label_selector=f"{SLICE_LABEL}=true")
@@ -452,6 +472,8 @@ class GPUSliceManager(SingletonConfigurable):
             self.lease.stop()
         if UsageHistory.initialized():
             UsageHistory.instance().stop()
+        if AgentSamples.initialized():
+            AgentSamples.instance().stop()
 
     # --- what spawners and the allocation API call -------------------------------------------
 

@@ -82,6 +82,8 @@ class LocalHub:
         self.log = tmp_path / "hub.log"
         self.hub_yaml = hub_yaml
         self.process: subprocess.Popen | None = None
+        #: More `ai-console up` options, e.g. ["--agent-url", url].
+        self.extra_args: list[str] = []
 
     def start(self) -> None:
         env = {**os.environ, "PATH": f"{ROOT / 'node_modules' / '.bin'}:{os.environ['PATH']}"}
@@ -92,6 +94,7 @@ class LocalHub:
             *(["--demo", "--password", PASSWORD] if self.demo else []),
             "--admin-password", ADMIN_PASSWORD,
             *(["--config", str(self.hub_yaml)] if self.hub_yaml else []),
+            *self.extra_args,
         ]  # fmt: skip
         with self.log.open("a") as out:
             self.process = subprocess.Popen(

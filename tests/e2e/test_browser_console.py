@@ -14,6 +14,9 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from gpu_fraction.agent.metrics import AgentMetrics, MetricsServer
+from gpu_fraction.agent.procmap import OwnedProcess, ProcessOwner
+from gpu_fraction.agent.sampler import GpuSample, NodeSample
 from gpu_fraction.model import Allocation, Owner
 from hub_config.hub import USAGE_HISTORY_FILE
 from spawner.usage_history import UsageHistory
@@ -190,3 +193,35 @@ def test_gpu_hours_are_plotted_and_downloaded_per_role(local_hub: LocalHub):
         with page.expect_download() as started:
             page.click("text=Download CSV")
         assert "vision-lab,researcher" in Path(started.value.path()).read_text()
+
+
+def test_live_figures_from_a_node_agent_on_the_page(tmp_path: Path):
+    """`ai-console up --agent-url`: the page draws what the agent's /metrics says."""
+    metrics = AgentMetrics("gpu-01")
+    agent = MetricsServer(metrics.registry, 0, "127.0.0.1")
+    hub = LocalHub(tmp_path, None)
+    hub.extra_args = ["--agent-url", f"http://127.0.0.1:{agent.port}/metrics"]
+    try:
+        hub.start()
+        start(hub, "student1", QUARTER)
+        admin = login(hub, "admin")
+        gpus = {g["uuid"]: g for g in admin.api("GET", "/ai-console/allocations").json()["gpus"]}
+        [held] = gpus["SIM-GPU-gpu-01-0"]["allocations"]
+        sample = GpuSample(0, "SIM-GPU-gpu-01-0", "RTX 3090", 24576, 9011, 40)
+        owner = ProcessOwner(allocation_id=held["id"], user="student1", kind="notebook")
+        metrics.update(NodeSample((sample,)), [OwnedProcess(7, 0, sample.uuid, 4096, owner)], 0)
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            open_console(page, hub, "admin")
+            gpu = page.locator('.gpu[data-uuid="SIM-GPU-gpu-01-0"]')
+            # The hub reads its agents every 15 s; the page refreshes every 5 s.
+            expect(gpu.locator(".gpu-live")).to_have_text("40% busy · 8.8/24.0 GiB", timeout=45_000)
+            slice_ = gpu.locator('.slice[data-user="student1"]')
+            expect(slice_).to_contain_text("student1 · notebook · 1/4 · 4.0 GiB")
+            expect(page.locator('.gpu[data-uuid="SIM-GPU-gpu-02-0"] .gpu-live')).to_have_text(
+                "no reading"
+            )
+            screenshot(page, "ai-console-live")
+    finally:
+        hub.stop()
+        agent.close()

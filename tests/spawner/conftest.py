@@ -2,6 +2,7 @@
 
 import pytest
 
+from spawner.agent_samples import AgentSamples
 from spawner.manager import GPUSliceManager
 from spawner.usage_history import UsageHistory
 
@@ -10,8 +11,10 @@ from spawner.usage_history import UsageHistory
 def fresh_manager():
     GPUSliceManager.clear_instance()
     UsageHistory.clear_instance()
+    AgentSamples.clear_instance()
     yield
     if GPUSliceManager.initialized():
         GPUSliceManager.instance().close()
     GPUSliceManager.clear_instance()
     UsageHistory.clear_instance()
+    AgentSamples.clear_instance()
