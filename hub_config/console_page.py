@@ -86,14 +86,23 @@ def _home_entry(config: AiConsoleConfig, allocation: Allocation, committed: bool
     }
 
 
-class ConsolePageHandler(BaseHandler):
+class AdminPageHandler(BaseHandler):
+    """A page of the hub for platform and course admins only (cookie login)."""
+
     def initialize(self, ai_console: AiConsoleConfig) -> None:
         self.ai_console = ai_console
 
-    @web.authenticated
-    async def get(self) -> None:
+    def page_viewer(self) -> str:
+        """The logged-in user's name, if they may see the page (else 403)."""
         if not may_see(self.ai_console, self.current_user.name):
             raise web.HTTPError(403, DENIED)
+        return self.current_user.name
+
+
+class ConsolePageHandler(AdminPageHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.page_viewer()
         html = await self.render_template(
             PAGE,
             refresh_seconds=REFRESH_SECONDS,
@@ -166,15 +175,10 @@ class UsageDataHandler(ConsoleDataHandler):
         self.write_json(200, view)
 
 
-class UsageCsvHandler(BaseHandler):
-    def initialize(self, ai_console: AiConsoleConfig) -> None:
-        self.ai_console = ai_console
-
+class UsageCsvHandler(AdminPageHandler):
     @web.authenticated
     async def get(self) -> None:
-        if not may_see(self.ai_console, self.current_user.name):
-            raise web.HTTPError(403, DENIED)
-        rows, days = viewer_rows(self, self.ai_console, self.current_user.name)
+        rows, days = viewer_rows(self, self.ai_console, self.page_viewer())
         self.set_header("Content-Type", "text/csv; charset=utf-8")
         filename = f"ai-console-gpu-hours-{days[0]}-to-{days[-1]}.csv"
         self.set_header("Content-Disposition", f'attachment; filename="{filename}"')

@@ -37,3 +37,12 @@ def screenshot(page: Page, name: str) -> None:
     folder = ARTIFACTS / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"))
+
+
+def log_in(page: Page, hub_url: str, user: str, password: str) -> None:
+    """Log in on the hub's login page as a user would, and wait to be let in."""
+    page.goto(f"{hub_url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+    page.wait_for_url(lambda url: "/hub/login" not in url)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,12 @@ from playwright.sync_api import Page, expect
 from gpu_fraction.agent.metrics import AgentMetrics, MetricsServer
 from gpu_fraction.agent.procmap import OwnedProcess, ProcessOwner
 from gpu_fraction.agent.sampler import GpuSample, NodeSample
-from gpu_fraction.model import Allocation, Owner
+from gpu_fraction.model import Allocation
 from hub_config.hub import USAGE_HISTORY_FILE
 from spawner.usage_history import UsageHistory
+from tests.allocations import allocation
 
-from .browser import chromium, screenshot
+from .browser import chromium, log_in, screenshot
 from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
 from .hubclient import HubClient
 
@@ -44,11 +44,7 @@ def start(hub: LocalHub, user: str, slug: str) -> HubClient:
 
 
 def open_console(page: Page, hub: LocalHub, user: str) -> None:
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", ADMIN_PASSWORD if user == "admin" else PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_load_state()
+    log_in(page, hub.url, user, ADMIN_PASSWORD if user == "admin" else PASSWORD)
     page.click("nav >> text=AI Console")  # the navigation bar links to it for admins
     page.wait_for_url("**/hub/ai-console")
 
@@ -138,19 +134,7 @@ def seed_history(hub: LocalHub) -> str:
 
 
 def slice_of(user: str, project: str, fraction: str, hours: int) -> Allocation:
-    return Allocation(
-        id=f"{user}-{hours}",
-        owner=Owner("notebook", user, project, ""),
-        node="gpu-01",
-        gpu_type="RTX3090",
-        gpu_uuids=("SIM-GPU-gpu-01-0",),
-        gpu_indices=(0,),
-        fraction=Fraction(fraction),
-        memory_mib=6144,
-        gpu_memory_mib=24576,
-        compute_min=25,
-        compute_max=100,
-    )
+    return allocation(f"{user}-{hours}", user, project, fraction, gpu_uuid="SIM-GPU-gpu-01-0")
 
 
 def test_gpu_hours_are_plotted_and_downloaded_per_role(local_hub: LocalHub):

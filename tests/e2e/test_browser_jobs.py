@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from .browser import chromium, screenshot
+from .browser import chromium, log_in, screenshot
 from .conftest import PASSWORD, LocalHub
 from .jobs_setup import JOBS_YAML, LabUser, notebook
 
@@ -42,11 +42,7 @@ def lab_page(local_hub: LocalHub, tmp_path: Path) -> Iterator[tuple[Page, LabUse
     )
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{local_hub.url}/hub/login")
-        page.fill("#username_input", "student1")
-        page.fill("#password_input", PASSWORD)
-        page.click("#login_submit")
-        page.wait_for_url(lambda url: "/hub/login" not in url)
+        log_in(page, local_hub.url, "student1", PASSWORD)
         yield page, user
 
 

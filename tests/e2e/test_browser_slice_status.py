@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from .browser import chromium, screenshot
+from .browser import chromium, log_in, screenshot
 from .conftest import PASSWORD, LocalHub
 from .jobs_setup import LabUser
 from .test_browser_jobs import _put_locale_script
@@ -29,11 +29,7 @@ def quarter_gpu_lab(local_hub: LocalHub) -> Iterator[tuple[Page, LabUser]]:
     assert user.client.open_server("student1").status_code == 200
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        page.goto(f"{local_hub.url}/hub/login")
-        page.fill("#username_input", "student1")
-        page.fill("#password_input", PASSWORD)
-        page.click("#login_submit")
-        page.wait_for_url(lambda url: "/hub/login" not in url)
+        log_in(page, local_hub.url, "student1", PASSWORD)
         yield page, user
 
 

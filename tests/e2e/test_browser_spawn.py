@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import re
 
-from .browser import chromium, screenshot
+from .browser import chromium, log_in, screenshot
 from .conftest import PASSWORD, LocalHub
 
 
 def test_student_spawns_a_quarter_gpu_in_the_browser(local_hub: LocalHub):
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{local_hub.url}/hub/login")
-        page.fill("#username_input", "student1")
-        page.fill("#password_input", PASSWORD)
-        page.click("#login_submit")
+        log_in(page, local_hub.url, "student1", PASSWORD)
         page.wait_for_url(re.compile(r".*/hub/spawn.*"))
 
         # The form lists this student's profiles with how many slices are free now.

@@ -14,7 +14,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from hub_config.loader import EXAMPLE
 
-from .browser import chromium, screenshot
+from .browser import chromium, log_in, screenshot
 from .conftest import PASSWORD, LocalHub
 from .hubclient import HubClient
 
@@ -52,10 +52,7 @@ def test_the_spawn_form_shows_what_a_student_could_start_and_keeps_it_current(
 ) -> None:
     with chromium() as browser:
         page = browser.new_page()
-        page.goto(f"{local_hub.url}/hub/login")
-        page.fill("#username_input", "student1")
-        page.fill("#password_input", PASSWORD)
-        page.click("#login_submit")
+        log_in(page, local_hub.url, "student1", PASSWORD)
         page.wait_for_url(re.compile(r".*/hub/spawn.*"))
 
         # Counts within the quota: the hardware has four 1/4 slices, the course 1/2 GPU left.

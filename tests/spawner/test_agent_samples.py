@@ -20,6 +20,7 @@ from hub_config.console_view import console_view
 from hub_config.loader import EXAMPLE, load_config
 from spawner.agent_samples import AgentSamples, parse_agent_page
 from spawner.manager import GPUSliceManager
+from tests.allocations import allocation
 
 BUSY, QUIET = "GPU-busy", "GPU-quiet"
 
@@ -55,19 +56,7 @@ def agent() -> Iterator[tuple[AgentMetrics, str]]:
 
 
 def slice_on(allocation_id: str, uuid: str, fraction: str) -> Allocation:
-    return Allocation(
-        id=allocation_id,
-        owner=Owner("notebook", "alice", "cs101", ""),
-        node="node-a",
-        gpu_type="A100",
-        gpu_uuids=(uuid,),
-        gpu_indices=(0,),
-        fraction=Fraction(fraction),
-        memory_mib=20480,
-        gpu_memory_mib=81920,
-        compute_min=25,
-        compute_max=100,
-    )
+    return allocation(allocation_id, "alice", "cs101", fraction, gpu_uuid=uuid, gpu_type="A100")
 
 
 class Clock:

@@ -16,6 +16,7 @@ from gpu_fraction.model import Allocation, Owner, SliceRequest
 from hub_config.console_page import history_span
 from spawner.manager import GPUSliceManager
 from spawner.usage_history import UsageHistory, daily_totals, to_csv
+from tests.allocations import allocation
 
 T0 = 1_796_000_400.0  # 2026-11-30 01:00:00 UTC, the start of an hour
 
@@ -29,19 +30,7 @@ class Clock:
 
 
 def slice_of(user: str, project: str, fraction: str, kind: str = "notebook") -> Allocation:
-    return Allocation(
-        id=f"{user}-{kind}",
-        owner=Owner(kind, user, project, ""),
-        node="gpu-01",
-        gpu_type="RTX3090",
-        gpu_uuids=("GPU-0",),
-        gpu_indices=(0,),
-        fraction=Fraction(fraction),
-        memory_mib=6144,
-        gpu_memory_mib=24576,
-        compute_min=25,
-        compute_max=100,
-    )
+    return allocation(f"{user}-{kind}", user, project, fraction, kind)
 
 
 def history(path: Path, clock: Clock, **settings: float) -> UsageHistory:
