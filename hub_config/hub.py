@@ -21,7 +21,7 @@ from spawner.allocation_api import handlers as allocation_handlers
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceDecision, SliceRefused
 
-from . import console_page, jobs_api, settings_env, spawn_options_api
+from . import console_page, idle_culler, jobs_api, my_slices_api, settings_env, spawn_options_api
 from .access import (
     SpawnRefused,
     allows_reference,
@@ -30,6 +30,7 @@ from .access import (
     kubespawner_profile_list,
     profiles_for,
 )
+from .idle_culler import CULLER_SERVICE
 from .loader import ConfigError, load_config
 from .model import AiConsoleConfig
 from .profile_guard import guard, mark
@@ -157,6 +158,7 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
     c.JupyterHub.load_groups = jupyterhub_groups(config)
     c.JupyterHub.custom_scopes = custom_scopes()
     c.JupyterHub.load_roles = load_roles(config, jobs_service)
+    _configure_idle_slices(c, config)
     c.Spawner.server_token_scopes = server_token_scopes(jobs_service)
     # The hub's own API handler for GPU slices (JupyterHub warns that extra handlers are
     # deprecated in favour of services; this one must share the hub's allocator, so it stays).
@@ -165,6 +167,7 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
         *jobs_api.handlers(config),
         *spawn_options_api.handlers(config),
         *console_page.handlers(config),
+        *my_slices_api.handlers(config),
     ]
     # The AI Console page's templates first: its page.html adds the link to the page.
     c.JupyterHub.template_paths = [
@@ -216,6 +219,23 @@ def _local_jobs_service(c: Any) -> str:
         "JUPYTER_CONFIG_PATH": str(SERVER_CONFIG_PATH),
     }
     return JOBS_SERVICE
+
+
+def _configure_idle_slices(c: Any, config: AiConsoleConfig) -> None:
+    """Idle slices flagged after settings.idle_after_minutes; their servers stopped after
+    settings.stop_idle_after_minutes through the hub's API by the culler service."""
+    settings = config.settings
+    c.AgentSamples.idle_minutes = settings.idle_after_minutes
+    if not settings.stop_idle_after_minutes:
+        return
+    token = idle_culler.new_token()
+    c.AgentSamples.cull_after_minutes = float(settings.stop_idle_after_minutes)
+    c.AgentSamples.stop_server = idle_culler.make_stopper(token)
+    c.JupyterHub.services = [
+        *[s for s in c.JupyterHub.get("services", []) if s.get("name") != CULLER_SERVICE],
+        idle_culler.culler_service(token),
+    ]
+    c.JupyterHub.load_roles = [*c.JupyterHub.load_roles, idle_culler.culler_role()]
 
 
 def _external_jobs_service(c: Any) -> str | None:

@@ -372,6 +372,15 @@ def _semantic_problems(data: dict) -> list[Problem]:
                     ("projects", slug, "flavors", i),
                     f"unknown flavor {name!r}; defined flavors: {_names(flavors)}",
                 )
+    idle = _dict(data.get("settings"))
+    flag, stop = idle.get("idle_after_minutes", 30), idle.get("stop_idle_after_minutes")
+    numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (flag, stop))
+    if numbers and stop < flag:
+        problems.add(
+            ("settings", "stop_idle_after_minutes"),
+            f"expected at least idle_after_minutes ({flag}): a server is stopped only after "
+            f"its user was warned that it is idle, got {stop}",
+        )
     default_project = _dict(data.get("settings")).get("default_project")
     if isinstance(default_project, str) and default_project not in projects:
         problems.add(("settings", "default_project"), _unknown_project(default_project, projects))

@@ -60,6 +60,10 @@ class Settings:
     allocator_policy: str = "binpack"
     default_project: str | None = None
     default_image: str | None = None
+    #: Minutes unused before a notebook's slice is flagged idle.
+    idle_after_minutes: float = 30.0
+    #: Minutes idle before its server is stopped; None: never.
+    stop_idle_after_minutes: float | None = None
 
 
 @dataclass(frozen=True)
@@ -356,6 +360,8 @@ def build_config(
             allocator_policy=settings.get("allocator_policy", "binpack"),
             default_project=settings.get("default_project"),
             default_image=settings.get("default_image"),
+            idle_after_minutes=float(settings.get("idle_after_minutes", 30.0)),
+            stop_idle_after_minutes=settings.get("stop_idle_after_minutes"),
         ),
         images=images,
         projects=projects,

@@ -33,6 +33,7 @@ JOBS_SERVICE = "ai-console-jobs"
 SCOPE_JOBS = "custom:ai-console:jobs"
 SCOPE_JOBS_ADMIN = "custom:ai-console:jobs-admin"
 SCOPE_SPAWN_OPTIONS = "custom:ai-console:spawn-options"
+SCOPE_OWN_SLICES = "custom:ai-console:own-slices"
 
 PLATFORM_ADMIN_ROLE = "ai-console-platform-admin"
 COURSE_ADMIN_ROLE_PREFIX = "course-admin-"
@@ -73,6 +74,11 @@ def custom_scopes() -> dict[str, dict[str, Any]]:
         },
         SCOPE_CAPACITY: {
             "description": "See how many GPU slices of each size are free now.",
+        },
+        SCOPE_OWN_SLICES: {
+            "description": "See one's own GPU slices: GPU type, share, whether idle and when "
+            "an idle server will be stopped (the API only answers for the caller; grant it "
+            "with !user).",
         },
         SCOPE_SPAWN_OPTIONS: {
             "description": "See one's own spawn form as it stands now: each profile, how many "
@@ -121,7 +127,13 @@ def user_role(jobs_service_name: str | None = JOBS_SERVICE) -> dict[str, Any]:
     Overriding the role makes JupyterHub ignore ``c.JupyterHub.extra_user_scopes``; add any
     extra user scopes here instead. ``jobs_service_name=None``: no jobs service is defined.
     """
-    scopes = ["self", f"{SCOPE_JOBS}!user", SCOPE_CAPACITY, f"{SCOPE_SPAWN_OPTIONS}!user"]
+    scopes = [
+        "self",
+        f"{SCOPE_JOBS}!user",
+        SCOPE_CAPACITY,
+        f"{SCOPE_SPAWN_OPTIONS}!user",
+        f"{SCOPE_OWN_SLICES}!user",
+    ]
     if jobs_service_name:
         scopes.insert(1, f"access:services!service={jobs_service_name}")
     return {
@@ -177,7 +189,13 @@ def server_token_scopes(jobs_service_name: str | None = JOBS_SERVICE) -> list[st
     the jobs service and submit jobs, for the server's own user only. JupyterHub intersects
     these with the user's own scopes, so nobody gets more than the ``user`` role gives.
     """
-    scopes = ["users:activity!user", "access:servers!server", f"{SCOPE_JOBS}!user"]
+    # own-slices: the server tells its user in Lab that it is idle and when it will be stopped.
+    scopes = [
+        "users:activity!user",
+        "access:servers!server",
+        f"{SCOPE_JOBS}!user",
+        f"{SCOPE_OWN_SLICES}!user",
+    ]
     if jobs_service_name:
         scopes.append(f"access:services!service={jobs_service_name}")
     return scopes

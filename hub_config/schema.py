@@ -488,9 +488,36 @@ SCHEMA: dict[str, Any] = {
         "settings": {
             "type": "object",
             "description": "Optional hub-wide settings.",
-            "x-allowed": "a mapping with allocator_policy, default_project and default_image",
+            "x-allowed": (
+                "a mapping with allocator_policy, default_project, default_image, "
+                "idle_after_minutes and stop_idle_after_minutes"
+            ),
             "additionalProperties": False,
             "properties": {
+                "idle_after_minutes": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 10080,
+                    "description": (
+                        "Minutes a notebook's GPU slice must stay unused (no GPU memory held by "
+                        "its processes; a whole GPU also under 5% busy) before the admin page "
+                        "flags it idle and its user sees it in Lab. Default 30. Needs the node "
+                        "agents."
+                    ),
+                    "x-allowed": "a number of minutes above 0, at most a week",
+                },
+                "stop_idle_after_minutes": {
+                    "anyOf": [
+                        {"type": "number", "exclusiveMinimum": 0, "maximum": 10080},
+                        {"type": "null"},
+                    ],
+                    "description": (
+                        "Minutes of idleness after which the hub stops the notebook server to "
+                        "free its slice (its user is warned in Lab from the moment it is flagged "
+                        "idle). At least idle_after_minutes. Omitted or null: never stopped."
+                    ),
+                    "x-allowed": "minutes above 0 (at least idle_after_minutes), or null",
+                },
                 "allocator_policy": {
                     "enum": list(POLICIES),
                     "description": (

@@ -7,6 +7,9 @@ each slice and flag the idle ones. The agents are found by label in the hub's na
 chart's DaemonSet) or listed in ``urls``; a failed page keeps the last figures of that node,
 marked by their age.
 
+A notebook server whose slice stays idle ``cull_after_minutes`` is stopped through the hub's
+API (as jupyterhub-idle-culler does), after its user was warned in Lab.
+
 A slice counts as idle while none of its processes holds GPU memory (no CUDA context on its
 GPU, as for a notebook left open) and, when it has its GPU to itself (a whole-GPU slice), while
 the GPU's utilisation stays under ``idle_utilization_percent``. A fractional slice's own
@@ -17,11 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+from traitlets import Callable as Callable_
 from traitlets import Float, Integer, List, Unicode
 from traitlets.config import SingletonConfigurable
 
@@ -98,6 +102,20 @@ class AgentSamples(SingletonConfigurable):
         help="Minutes a slice must stay idle before the admin page flags it.",
     )
 
+    cull_after_minutes = Float(
+        0.0,
+        config=True,
+        help="""Minutes a notebook's slice may stay idle before the hub stops its server (its
+        user is warned in Lab from the moment it is flagged, after idle_minutes). 0: never.""",
+    )
+    stop_server = Callable_(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Coroutine function (user, server_name) that stops a server through the hub's
+        API; the hub's configuration sets it (hub_config.idle_culler). None: nothing is stopped.""",
+    )
+
     def __init__(self, clock: Callable[[], float] = time.time, **kwargs) -> None:
         super().__init__(**kwargs)
         self.clock = clock
@@ -146,7 +164,9 @@ class AgentSamples(SingletonConfigurable):
                 urls = [*self.urls, *found]
                 if urls:
                     await self.read(urls)
-                    self.track_idle(slices())
+                    held = slices()
+                    self.track_idle(held)
+                    await self.cull(held)
             except Exception as err:
                 self.log.warning("could not read the node agents: %s", err)
             await asyncio.sleep(self.interval)
@@ -182,5 +202,28 @@ class AgentSamples(SingletonConfigurable):
         minutes = (self.clock() - since) / 60
         return minutes if minutes >= self.idle_minutes else None
 
-    def live(self) -> Mapping[str, GpuLive]:
-        return self.gpus
+    def stops_in_minutes_of(self, allocation: Allocation) -> float | None:
+        """Minutes until the hub stops this notebook's server for idleness (None: it will
+        not: not flagged idle, a job, or stopping is not configured)."""
+        idle = self.idle_minutes_of(allocation.id)
+        if idle is None or not self.cull_after_minutes or allocation.owner.kind != "notebook":
+            return None
+        return max(0.0, self.cull_after_minutes - idle)
+
+    async def cull(self, allocations: Iterable[Allocation]) -> list[Allocation]:
+        """Stop the servers whose slice stayed idle ``cull_after_minutes``; returns them."""
+        if self.stop_server is None:
+            return []
+        due = [a for a in allocations if self.stops_in_minutes_of(a) == 0]
+        for allocation in due:
+            owner = allocation.owner
+            self.log.warning(
+                "stopping %s's server %r: its %s slice was idle for %.0f minutes",
+                owner.user,
+                owner.name,
+                allocation.gpu_type,
+                self.idle_minutes_of(allocation.id) or 0,
+            )
+            await self.stop_server(owner.user, owner.name)
+            self._idle_since.pop(allocation.id, None)
+        return due

@@ -168,3 +168,40 @@ async def test_the_hub_keeps_reading_its_agents(agent: tuple[AgentMetrics, str])
             break
         await asyncio.sleep(0.05)
     assert AgentSamples.instance().gpus[BUSY].utilization_percent == 80
+
+
+async def test_idle_servers_are_stopped_after_their_warning_time(
+    agent: tuple[AgentMetrics, str],
+) -> None:
+    _, url = agent
+    clock = Clock()
+    stopped: list[tuple[str, str]] = []
+
+    async def stop_server(user: str, server: str) -> None:
+        stopped.append((user, server))
+
+    samples = AgentSamples(
+        clock=clock, idle_minutes=30, cull_after_minutes=60, stop_server=stop_server
+    )
+    await samples.read([url])
+    forgotten = slice_on("forgotten", BUSY, "1/4")  # no process on its GPU: idle
+    job = allocation("a-job", "alice", "cs101", "1/4", kind="job", gpu_uuid=BUSY)
+    held = [forgotten, job, slice_on("training", BUSY, "1/4")]
+    samples.track_idle(held)
+    clock.now += 31 * 60
+    samples.track_idle(held)
+    # Flagged: its user is told how long is left; jobs end on their own and are never stopped.
+    assert samples.stops_in_minutes_of(forgotten) == pytest.approx(29)
+    assert samples.stops_in_minutes_of(job) is None
+    assert await samples.cull(held) == [] and stopped == []
+    clock.now += 29 * 60
+    samples.track_idle(held)
+    assert await samples.cull(held) == [forgotten]
+    assert stopped == [("alice", "")]
+    # Without cull_after_minutes nothing is ever stopped, however long idle.
+    never = AgentSamples(clock=clock, idle_minutes=30, stop_server=stop_server)
+    await never.read([url])
+    never.track_idle(held)
+    clock.now += 600 * 60
+    never.track_idle(held)
+    assert never.stops_in_minutes_of(forgotten) is None and await never.cull(held) == []
