@@ -7,7 +7,12 @@ server's own processes: its kernels and terminals) comes from NVML on the visibl
 NVML works and can tell which processes are ours. Otherwise a reading is ``null`` (unknown),
 never a guess: inside a container NVML reports host PIDs, which a server in its own PID
 namespace cannot match to its processes. A simulated slice has no device, so its readings are
-``null`` and ``simulated`` is true. A server without a slice (CPU only) answers ``{"gpu": null}``.
+``null`` and ``simulated`` is true. A server without a slice (CPU only) answers
+``{"gpu": null, "idle": null}``.
+
+Whether the hub finds the slice idle, and when it will stop the server for it, is ``idle``
+(:mod:`server_extension.idle_status`): ``{"idle_minutes": n | null, "stops_in_minutes": m |
+null}``, or ``null`` when unknown; the hub failing never fails this answer.
 
 The NVML reading is one function, :func:`read_usage` (visible device ids and our PIDs in,
 per-device readings or ``None`` out), so tests replace it without a GPU.
@@ -33,6 +38,7 @@ from gpu_fraction import keys
 from gpu_fraction.enforcement import ENV_CUDA_VISIBLE_DEVICES, ENV_NVIDIA_VISIBLE_DEVICES
 
 from .handlers import AiConsoleHandler
+from .idle_status import IdleStatus
 
 logger = logging.getLogger(__name__)
 
@@ -335,10 +341,30 @@ def current_status(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     return status_body(info, usage)
 
 
+#: Where the server's :class:`IdleStatus` (and its cache) lives in the tornado settings.
+IDLE_SETTING = "ai_console_idle_status"
+
+
 class SliceStatusHandler(AiConsoleHandler):
+    @property
+    def idle_status(self) -> IdleStatus:
+        idle = self.settings.get(IDLE_SETTING)
+        if idle is None:
+            idle = IdleStatus.from_environment(self.extension.hub_token)
+            self.settings[IDLE_SETTING] = idle
+        return idle
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        body = await asyncio.to_thread(current_status)
+        has_slice = slice_from_environment(os.environ) is not None
+        # A server without a slice has nothing the hub could find idle: it is not asked.
+        idle_call = self.idle_status.get() if has_slice else _nothing()
+        body, idle = await asyncio.gather(asyncio.to_thread(current_status), idle_call)
+        body["idle"] = idle if body.get("gpu") is not None else None
         self.set_header("Cache-Control", "no-store")
         self.send(200, body)
+
+
+async def _nothing() -> None:
+    return None

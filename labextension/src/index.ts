@@ -34,6 +34,7 @@ import { JobsPanel } from './panel';
 import { AIConsoleClient } from './request';
 import { showRerunDialog } from './rerun';
 import {
+  IdleNotifier,
   SliceStatusItem,
   SliceStatusModel,
   SliceStatusPanel
@@ -349,6 +350,8 @@ const sliceStatusPlugin: JupyterFrontEndPlugin<void> = {
     }
     const trans = translator.load(TRANSLATION_DOMAIN);
     const model = new SliceStatusModel({ client: jobs.client });
+    // Warns once when the hub starts counting down to stopping the idle server.
+    new IdleNotifier({ model, trans });
     let popup: Popup | null = null;
     const toggle = () => {
       if (popup && !popup.isDisposed) {

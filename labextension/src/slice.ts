@@ -3,10 +3,120 @@
  * ("RTX3090 · 1/4 · 1.2/6.0 GiB · 35%") and the rows of its detail panel.
  * Pure functions of the `GET slice` answer; unknown readings are left out of
  * the label and said to be unknown in the panel, never shown as 0.
+ *
+ * When the hub finds the slice idle the label says so ("· idle 42 min"), or,
+ * when the hub will stop the server for it, counts down ("· stops in 8 min");
+ * {@link nextIdleNotice} decides when to warn the user with a notification.
  */
 import type { TranslationBundle } from '@jupyterlab/translation';
 
 import type { ISliceGpu, ISliceStatus } from './types';
+
+/** The hub finds the slice idle: for how long, and when it stops the server. */
+export interface IIdleWarning {
+  idleMinutes: number;
+  /** null: the hub will not stop the server; 0: any moment now. */
+  stopsInMinutes: number | null;
+}
+
+function minutes(value: unknown): number | null {
+  return typeof value === 'number' && Number.isFinite(value)
+    ? Math.max(0, Math.floor(value))
+    : null;
+}
+
+/**
+ * The warning to show, or null: no GPU, the hub's verdict unknown, or the
+ * slice not idle. A countdown counts only for an idle slice.
+ */
+export function idleWarning(status: ISliceStatus | null): IIdleWarning | null {
+  const idle = status?.gpu ? status.idle : null;
+  const idleMinutes = minutes(idle?.idle_minutes);
+  if (!idle || idleMinutes === null) {
+    return null;
+  }
+  return { idleMinutes, stopsInMinutes: minutes(idle.stops_in_minutes) };
+}
+
+/** "1 minute", "42 minutes". */
+export function minutesText(value: number, trans: TranslationBundle): string {
+  return value === 1 ? trans.__('1 minute') : trans.__('%1 minutes', value);
+}
+
+/** The label's part for the warning: "idle 42 min", "stops in 8 min". */
+export function idleText(
+  warning: IIdleWarning,
+  trans: TranslationBundle
+): string {
+  const stops = warning.stopsInMinutes;
+  if (stops === null) {
+    return trans.__('idle %1 min', warning.idleMinutes);
+  }
+  return stops === 0
+    ? trans.__('stopping now')
+    : trans.__('stops in %1 min', stops);
+}
+
+/**
+ * What the notification (and the panel) says. Kept under the 140 characters
+ * a JupyterLab notification shows.
+ */
+export function idleMessage(
+  warning: IIdleWarning,
+  trans: TranslationBundle
+): string {
+  const idle = minutesText(warning.idleMinutes, trans);
+  const stops = warning.stopsInMinutes;
+  if (stops === null) {
+    return trans.__(
+      'Your GPU server has been idle for %1. Stop it when you are done to free the GPU for others.',
+      idle
+    );
+  }
+  if (stops === 0) {
+    return trans.__(
+      'Your GPU server has been idle for %1 and will be stopped any moment now to free the GPU for others. Use the GPU to keep it.',
+      idle
+    );
+  }
+  return trans.__(
+    'Your GPU server has been idle for %1 and will be stopped in %2 to free the GPU for others. Use the GPU to keep it.',
+    idle,
+    minutesText(stops, trans)
+  );
+}
+
+/** What to do about the notification after a poll. */
+export interface IIdleNotice {
+  /** The countdown now (minutes), to pass to the next call; null: none. */
+  stopsIn: number | null;
+  /** Show the notification (a new countdown began). */
+  notify: boolean;
+  /** Take the notification down (the countdown ended: busy again, or no cull). */
+  dismiss: boolean;
+}
+
+/**
+ * Whether a poll's answer starts a countdown to warn about, once per
+ * countdown: `previous` is the countdown seen so far (null: none). A
+ * countdown that starts over (longer than the one seen: the user was busy in
+ * between) is warned about again. An unknown verdict (the hub did not answer)
+ * changes nothing.
+ */
+export function nextIdleNotice(
+  previous: number | null,
+  status: ISliceStatus | null
+): IIdleNotice {
+  if (!status?.gpu || !status.idle) {
+    return { stopsIn: previous, notify: false, dismiss: false };
+  }
+  const stops = idleWarning(status)?.stopsInMinutes ?? null;
+  if (stops === null) {
+    return { stopsIn: null, notify: false, dismiss: previous !== null };
+  }
+  const fresh = previous === null || stops > previous;
+  return { stopsIn: stops, notify: fresh, dismiss: false };
+}
 
 /** MiB as GiB with one decimal: 6144 -> "6.0", 1229 -> "1.2". */
 export function formatGiB(mib: number): string {
@@ -61,12 +171,12 @@ export function sliceLabel(
     return trans.__('CPU only');
   }
   const share = shareText(gpu.share, trans);
-  if (gpu.simulated) {
-    return trans.__('%1 · %2 (simulated)', gpu.type, share);
-  }
-  return [gpu.type, share, memoryText(gpu, trans), utilizationText(gpu)]
-    .filter(part => part)
-    .join(' · ');
+  const warning = idleWarning(status);
+  const idle = warning ? idleText(warning, trans) : '';
+  const parts = gpu.simulated
+    ? [trans.__('%1 · %2 (simulated)', gpu.type, share), idle]
+    : [gpu.type, share, memoryText(gpu, trans), utilizationText(gpu), idle];
+  return parts.filter(part => part).join(' · ');
 }
 
 /** One row of the detail panel. */
@@ -133,6 +243,24 @@ export function detailRows(
       value: trans.__('%1% guaranteed, up to %2%', min, max)
     });
   }
+  const warning = idleWarning(status);
+  if (warning) {
+    rows.push({
+      key: 'idle',
+      label: trans.__('Idle for'),
+      value: minutesText(warning.idleMinutes, trans)
+    });
+    if (warning.stopsInMinutes !== null) {
+      rows.push({
+        key: 'stops-in',
+        label: trans.__('Stopped in'),
+        value:
+          warning.stopsInMinutes === 0
+            ? trans.__('any moment now')
+            : minutesText(warning.stopsInMinutes, trans)
+      });
+    }
+  }
   gpu.devices.forEach((device, index) => {
     const name = device.name ?? gpu.type;
     rows.push({
@@ -150,8 +278,11 @@ export function sliceTitle(
   error: string | null,
   trans: TranslationBundle
 ): string {
-  const base = status?.gpu
-    ? trans.__('Your GPU slice: click for details')
-    : trans.__('This server has no GPU: click for details');
+  const warning = idleWarning(status);
+  const base = warning
+    ? idleMessage(warning, trans)
+    : status?.gpu
+      ? trans.__('Your GPU slice: click for details')
+      : trans.__('This server has no GPU: click for details');
   return error ? trans.__('%1 (not updated: %2)', base, error) : base;
 }

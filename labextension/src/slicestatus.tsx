@@ -3,7 +3,10 @@
  * polled from `GET slice` every few seconds while the page is visible.
  * Clicking it opens a small panel with the details and a link to the Jobs
  * panel. A failed poll keeps the last answer, marked stale, and backs off.
+ * When the hub finds the slice idle the item turns to a warning, and a
+ * countdown to the hub stopping the server raises a notification, once.
  */
+import { Notification } from '@jupyterlab/apputils';
 import type { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import type { IDisposable } from '@lumino/disposable';
@@ -13,7 +16,14 @@ import * as React from 'react';
 
 import { useSignal } from './hooks';
 import type { AIConsoleClient } from './request';
-import { detailRows, sliceLabel, sliceTitle } from './slice';
+import {
+  detailRows,
+  idleMessage,
+  idleWarning,
+  nextIdleNotice,
+  sliceLabel,
+  sliceTitle
+} from './slice';
 import type { ISliceStatus } from './types';
 
 /** The server's slice, kept fresh by polling. */
@@ -133,15 +143,24 @@ function SliceLabel(props: {
     return null;
   }
   const stale = model.error !== null;
+  const warning = idleWarning(status);
+  const idle = !warning
+    ? 'no'
+    : warning.stopsInMinutes === null
+      ? 'idle'
+      : 'stopping';
   return (
     <span
       className={
         // The status bar's own text class: its font, and its colour when clicked.
         'jp-StatusBar-TextItem jp-AIConsole-sliceLabel' +
-        (stale ? ' jp-AIConsole-stale' : '')
+        (stale ? ' jp-AIConsole-stale' : '') +
+        (warning ? ' jp-AIConsole-idle' : '') +
+        (idle === 'stopping' ? ' jp-AIConsole-stopping' : '')
       }
       data-testid="ai-console-slice-label"
       data-stale={stale ? 'true' : 'false'}
+      data-idle={idle}
       title={sliceTitle(status, model.error, trans)}
     >
       {sliceLabel(status, trans)}
@@ -181,9 +200,22 @@ function SliceDetails(props: {
   const { model, trans, openJobs } = props;
   useSignal(model.changed);
   const status = model.status;
+  const warning = idleWarning(status);
   return (
     <div className="jp-AIConsole-sliceDetails">
       <h3 className="jp-AIConsole-sliceHeading">{trans.__('GPU slice')}</h3>
+      {warning ? (
+        <p
+          className={
+            'jp-AIConsole-sliceNote jp-AIConsole-idleNote' +
+            (warning.stopsInMinutes !== null ? ' jp-AIConsole-stopping' : '')
+          }
+          data-testid="ai-console-slice-idle-warning"
+          role="alert"
+        >
+          {idleMessage(warning, trans)}
+        </p>
+      ) : null}
       {status ? (
         <table className="jp-AIConsole-sliceTable">
           <tbody>
@@ -229,4 +261,52 @@ function SliceDetails(props: {
       </button>
     </div>
   );
+}
+
+/**
+ * Warns with a notification when the hub starts counting down to stopping the
+ * idle server: once per countdown, not at every poll, and again for a new
+ * countdown after the user was busy. The notification goes away when the
+ * countdown ends (the server is in use again).
+ */
+export class IdleNotifier implements IDisposable {
+  constructor(options: { model: SliceStatusModel; trans: TranslationBundle }) {
+    this._model = options.model;
+    this._trans = options.trans;
+    this._model.changed.connect(this._onChanged, this);
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._model.changed.disconnect(this._onChanged, this);
+  }
+
+  private _onChanged(): void {
+    const status = this._model.status;
+    const notice = nextIdleNotice(this._stopsIn, status);
+    this._stopsIn = notice.stopsIn;
+    if ((notice.notify || notice.dismiss) && this._id !== null) {
+      Notification.dismiss(this._id);
+      this._id = null;
+    }
+    const warning = idleWarning(status);
+    if (notice.notify && warning) {
+      this._id = Notification.warning(idleMessage(warning, this._trans), {
+        autoClose: false
+      });
+    }
+  }
+
+  private _model: SliceStatusModel;
+  private _trans: TranslationBundle;
+  private _stopsIn: number | null = null;
+  private _id: string | null = null;
+  private _isDisposed = false;
 }

@@ -207,7 +207,17 @@ export interface ISliceGpu {
   devices: ISliceDevice[];
 }
 
+/** `SliceIdle`: the hub's verdict on the slice. */
+export interface ISliceIdle {
+  /** Minutes the hub has found the slice idle; null: not idle. */
+  idle_minutes: number | null;
+  /** Minutes before the hub stops the server (0: now); null: it will not. */
+  stops_in_minutes: number | null;
+}
+
 /** The answer of `GET slice`: `gpu` is null on a CPU-only server. */
 export interface ISliceStatus {
   gpu: ISliceGpu | null;
+  /** null or absent: unknown (no hub, or the hub did not answer). */
+  idle?: ISliceIdle | null;
 }

@@ -3,14 +3,17 @@ import { describe, expect, it } from 'vitest';
 import {
   detailRows,
   formatGiB,
+  idleMessage,
+  idleWarning,
   isFractionalShare,
   memoryText,
+  nextIdleNotice,
   shareText,
   sliceLabel,
   sliceTitle,
   utilizationText
 } from '../src/slice';
-import type { ISliceGpu } from '../src/types';
+import type { ISliceGpu, ISliceStatus } from '../src/types';
 import { trans } from './translation';
 
 function gpu(extra: Partial<ISliceGpu> = {}): ISliceGpu {
@@ -188,5 +191,163 @@ describe('sliceTitle', () => {
     expect(sliceTitle({ gpu: null }, null, trans)).toBe(
       'This server has no GPU: click for details'
     );
+  });
+});
+
+/** A slice the hub finds idle for `idle` minutes, stopped in `stops` minutes. */
+function idleSlice(
+  idle: number | null,
+  stops: number | null,
+  extra: Partial<ISliceGpu> = {}
+): ISliceStatus {
+  return {
+    gpu: gpu(extra),
+    idle: { idle_minutes: idle, stops_in_minutes: stops }
+  };
+}
+
+describe('idle slices', () => {
+  const simulated = {
+    simulated: true,
+    memory_used_mib: null,
+    utilization_percent: null,
+    devices: []
+  };
+
+  it('say how long they have been idle', () => {
+    expect(sliceLabel(idleSlice(42, null), trans)).toBe(
+      'RTX3090 · 1/4 · 1.2/6.0 GiB · 35% · idle 42 min'
+    );
+    expect(sliceLabel(idleSlice(42, null, simulated), trans)).toBe(
+      'RTX3090 · 1/4 (simulated) · idle 42 min'
+    );
+  });
+
+  it('count down when the hub will stop the server', () => {
+    expect(sliceLabel(idleSlice(42, 8, simulated), trans)).toBe(
+      'RTX3090 · 1/4 (simulated) · stops in 8 min'
+    );
+    expect(sliceLabel(idleSlice(50, 0, simulated), trans)).toBe(
+      'RTX3090 · 1/4 (simulated) · stopping now'
+    );
+  });
+
+  it('show nothing when busy, unknown or without a GPU', () => {
+    const plain = 'RTX3090 · 1/4 · 1.2/6.0 GiB · 35%';
+    expect(sliceLabel(idleSlice(null, null), trans)).toBe(plain);
+    expect(sliceLabel({ gpu: gpu(), idle: null }, trans)).toBe(plain);
+    expect(sliceLabel({ gpu: gpu() }, trans)).toBe(plain);
+    // A countdown counts only for a slice the hub finds idle.
+    expect(idleWarning(idleSlice(null, 8))).toBeNull();
+    expect(
+      idleWarning({
+        gpu: null,
+        idle: { idle_minutes: 42, stops_in_minutes: 8 }
+      })
+    ).toBeNull();
+    expect(idleWarning(null)).toBeNull();
+  });
+
+  it('explain the countdown in the notification, the panel and the tooltip', () => {
+    const message =
+      'Your GPU server has been idle for 42 minutes and will be stopped in 8 minutes to free the GPU for others. Use the GPU to keep it.';
+    const warning = idleWarning(idleSlice(42, 8));
+    expect(warning).toEqual({ idleMinutes: 42, stopsInMinutes: 8 });
+    expect(idleMessage(warning!, trans)).toBe(message);
+    expect(sliceTitle(idleSlice(42, 8), null, trans)).toBe(message);
+    expect(
+      idleMessage({ idleMinutes: 30, stopsInMinutes: 1 }, trans)
+    ).toContain('will be stopped in 1 minute to');
+    expect(idleMessage({ idleMinutes: 60, stopsInMinutes: 0 }, trans)).toBe(
+      'Your GPU server has been idle for 60 minutes and will be stopped any moment now to free the GPU for others. Use the GPU to keep it.'
+    );
+    expect(idleMessage({ idleMinutes: 42, stopsInMinutes: null }, trans)).toBe(
+      'Your GPU server has been idle for 42 minutes. Stop it when you are done to free the GPU for others.'
+    );
+    const rows = Object.fromEntries(
+      detailRows(idleSlice(42, 8), trans).map(row => [row.key, row.value])
+    );
+    expect(rows.idle).toBe('42 minutes');
+    expect(rows['stops-in']).toBe('8 minutes');
+    expect(
+      detailRows(idleSlice(42, null), trans).map(row => row.key)
+    ).not.toContain('stops-in');
+    expect(detailRows(idleSlice(null, null), trans).map(r => r.key)).toEqual(
+      detailRows({ gpu: gpu() }, trans).map(r => r.key)
+    );
+  });
+
+  it('keep the notification within what JupyterLab shows (140 characters)', () => {
+    for (const [idle, stops] of [
+      [999, 99],
+      [999, 0],
+      [999, null]
+    ] as const) {
+      const text = idleMessage(
+        { idleMinutes: idle, stopsInMinutes: stops },
+        trans
+      );
+      expect(text.length).toBeLessThanOrEqual(140);
+    }
+  });
+});
+
+describe('nextIdleNotice', () => {
+  /** Runs the polls' answers through, returning when it notified or dismissed. */
+  function run(answers: (ISliceStatus | null)[]): string[] {
+    let stopsIn: number | null = null;
+    return answers.map(answer => {
+      const notice = nextIdleNotice(stopsIn, answer);
+      stopsIn = notice.stopsIn;
+      return notice.notify ? 'notify' : notice.dismiss ? 'dismiss' : '';
+    });
+  }
+
+  it('notifies once per countdown, not at every poll', () => {
+    expect(
+      run([
+        idleSlice(null, null),
+        idleSlice(40, null),
+        idleSlice(42, 8),
+        idleSlice(42, 8),
+        idleSlice(43, 7),
+        idleSlice(49, 1),
+        idleSlice(50, 0)
+      ])
+    ).toEqual(['', '', 'notify', '', '', '', '']);
+  });
+
+  it('notifies again after the user was busy and idle again', () => {
+    expect(
+      run([
+        idleSlice(42, 8),
+        idleSlice(43, 7),
+        idleSlice(null, null),
+        idleSlice(40, 10),
+        idleSlice(41, 9)
+      ])
+    ).toEqual(['notify', '', 'dismiss', 'notify', '']);
+  });
+
+  it('notifies again for a countdown that started over unseen', () => {
+    // Busy between two polls of the hub: the countdown is back to its start.
+    expect(run([idleSlice(48, 2), idleSlice(40, 10)])).toEqual([
+      'notify',
+      'notify'
+    ]);
+  });
+
+  it('changes nothing while the hub does not answer', () => {
+    const unknown: ISliceStatus = { gpu: gpu(), idle: null };
+    expect(
+      run([idleSlice(42, 8), unknown, null, { gpu: gpu() }, idleSlice(43, 7)])
+    ).toEqual(['notify', '', '', '', '']);
+  });
+
+  it('ends the countdown when the hub no longer stops the server', () => {
+    expect(run([idleSlice(42, 8), idleSlice(43, null)])).toEqual([
+      'notify',
+      'dismiss'
+    ]);
   });
 });

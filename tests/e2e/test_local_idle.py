@@ -1,6 +1,6 @@
 """An idle notebook on the single-machine hub: its node agent reports no GPU memory held by the
-slice, the hub flags it, tells its user how long is left (the API Lab reads), and then stops the
-server through its own API, releasing the slice."""
+slice, the hub flags it, its user sees the countdown in JupyterLab (status bar and a
+notification), and then the hub stops the server through its own API, releasing the slice."""
 
 from __future__ import annotations
 
@@ -8,11 +8,13 @@ import time
 from pathlib import Path
 
 import yaml
+from playwright.sync_api import expect
 
 from gpu_fraction.agent.metrics import AgentMetrics, MetricsServer
 from gpu_fraction.agent.sampler import GpuSample, NodeSample
 from hub_config.loader import EXAMPLE
 
+from .browser import chromium, log_in, screenshot
 from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
 from .hubclient import HubClient
 
@@ -21,8 +23,9 @@ GPU = "SIM-GPU-gpu-01-0"
 
 def idle_yaml(tmp_path: Path) -> Path:
     data = yaml.safe_load(EXAMPLE.read_text())
-    # Flagged after 3 s, stopped after 30 s of idleness (the hub reads its agents every 15 s).
-    data["settings"].update(idle_after_minutes=0.05, stop_idle_after_minutes=0.5)
+    # Flagged after 3 s, stopped after 75 s of idleness (the hub reads its agents every 15 s,
+    # the server asks the hub at most every 30 s: the user must see the warning in between).
+    data["settings"].update(idle_after_minutes=0.05, stop_idle_after_minutes=1.25)
     path = tmp_path / "ai-console.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
@@ -55,9 +58,21 @@ def test_an_idle_notebook_is_flagged_its_user_warned_then_stopped(tmp_path: Path
             [mine] = student.api("GET", "/ai-console/my-slices").json()["slices"]
             return mine if mine["idle_minutes"] is not None else None
 
-        mine = wait_for(flagged, 60, "the slice flagged idle")
-        assert (mine["server"], mine["gpu_type"], mine["share"]) == ("", "RTX3090", "1/4")
-        assert mine["stops_in_minutes"] in (0, 1)  # under half a minute left, rounded up
+        with chromium() as browser:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            log_in(page, hub.url, "student1", PASSWORD)
+            page.goto(f"{hub.url}/user/student1/lab")
+            mine = wait_for(flagged, 60, "the slice flagged idle")
+            assert (mine["server"], mine["gpu_type"], mine["share"]) == ("", "RTX3090", "1/4")
+            assert mine["stops_in_minutes"] in (1, 2)  # under 75 s left, rounded up
+            # The user is warned in Lab: the status bar counts down, a notification says why.
+            label = page.get_by_test_id("ai-console-slice-label")
+            expect(label).to_have_attribute("data-idle", "stopping", timeout=45_000)
+            expect(label).to_contain_text("stops in")
+            expect(page.locator(".Toastify__toast--warning")).to_contain_text(
+                "will be stopped", timeout=10_000
+            )
+            screenshot(page, "lab-idle-warning")
         # Nobody else's slices, whatever the caller asks.
         other = HubClient(hub.url)
         assert other.login("student2", PASSWORD).status_code == 302

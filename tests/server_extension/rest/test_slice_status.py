@@ -1,20 +1,27 @@
 """``GET ai-console/slice`` in a real jupyter_server (pytest-jupyter): the slice from the
-environment the spawner sets, readings through the NVML seam, nothing made up without one."""
+environment the spawner sets, readings through the NVML seam, nothing made up without one, and
+the hub's idle verdict from a real (fake) hub over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from types import SimpleNamespace
 
 import pytest
+from tornado import web
 from tornado.httpclient import HTTPClientError
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
 
 from gpu_fraction import keys
 from server_extension import slice_status
-from server_extension.slice_status import DeviceUsage, attribute, own_pids
+from server_extension.idle_status import IdleStatus, pick_idle
+from server_extension.slice_status import IDLE_SETTING, DeviceUsage, attribute, own_pids
 
 UUID = "GPU-3f2a1b6c-0000-1111-2222-333344445555"
 SLICE_ENV = {
@@ -25,12 +32,25 @@ SLICE_ENV = {
     keys.ENV_COMPUTE_MIN: "25",
     keys.ENV_COMPUTE_MAX: "100",
 }
-ALL_VARS = [*SLICE_ENV, keys.ENV_GPU_SIMULATED, "CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES"]
+SIMULATED_ENV = {**SLICE_ENV, keys.ENV_GPU_SIMULATED: "true", "CUDA_VISIBLE_DEVICES": ""}
+HUB_VARS = ["JUPYTERHUB_API_URL", "JUPYTERHUB_SERVER_NAME"]
+ALL_VARS = [
+    *SLICE_ENV,
+    keys.ENV_GPU_SIMULATED,
+    "CUDA_VISIBLE_DEVICES",
+    "NVIDIA_VISIBLE_DEVICES",
+    *HUB_VARS,
+]
+#: The server's own hub token (JUPYTERHUB_API_TOKEN), as the extension is configured with it.
+TOKEN = "server-token-of-student1"
 
 
 @pytest.fixture
 def jp_server_config():
-    return {"ServerApp": {"jpserver_extensions": {"server_extension": True}}}
+    return {
+        "ServerApp": {"jpserver_extensions": {"server_extension": True}},
+        "AiConsoleExtension": {"hub_token": TOKEN},
+    }
 
 
 @pytest.fixture
@@ -64,7 +84,7 @@ def get_slice(jp_fetch, loop) -> dict:
 
 def test_a_cpu_only_server_has_no_gpu(jp_fetch, jp_asyncio_loop, environment, no_nvml):
     environment({"CUDA_VISIBLE_DEVICES": ""})
-    assert get_slice(jp_fetch, jp_asyncio_loop) == {"gpu": None}
+    assert get_slice(jp_fetch, jp_asyncio_loop) == {"gpu": None, "idle": None}
 
 
 def test_a_simulated_slice_comes_from_the_environment_with_no_readings(
@@ -83,7 +103,8 @@ def test_a_simulated_slice_comes_from_the_environment_with_no_readings(
             "compute_max_percent": 100,
             "simulated": True,
             "devices": [],
-        }
+        },
+        "idle": None,  # no hub to ask
     }
 
 
@@ -152,6 +173,213 @@ def test_a_caller_without_credentials_is_refused(
     with pytest.raises(HTTPClientError) as info:
         jp_asyncio_loop.run_until_complete(fetch)
     assert info.value.code in (401, 403)
+
+
+# --- the hub's idle verdict ----------------------------------------------------------------------
+
+
+class FakeHub:
+    """A real HTTP server answering ``GET /hub/api/ai-console/my-slices`` as the hub would."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, str]] = []
+        self.status = 200
+        self.answer: dict = {"slices": []}
+        self.delay_s = 0.0
+        self.server: HTTPServer | None = None
+        self.port = 0
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hub/api"
+
+    def start(self) -> None:
+        hub = self
+
+        class MySlices(web.RequestHandler):
+            async def get(self) -> None:
+                hub.requests.append(dict(self.request.headers))
+                if hub.delay_s:
+                    await asyncio.sleep(hub.delay_s)
+                self.set_status(hub.status)
+                self.set_header("Content-Type", "application/json")
+                self.finish(json.dumps(hub.answer if hub.status == 200 else {"message": "no"}))
+
+        sock, self.port = bind_unused_port()
+        self.server = HTTPServer(web.Application([(r"/hub/api/ai-console/my-slices", MySlices)]))
+        self.server.add_sockets([sock])
+
+
+def notebook_slice(server: str = "", idle: int | None = 42, stops: int | None = 8) -> dict:
+    return {
+        "server": server,
+        "kind": "notebook",
+        "gpu_type": "RTX3090",
+        "share": "1/4",
+        "idle_minutes": idle,
+        "stops_in_minutes": stops,
+    }
+
+
+@pytest.fixture
+def fake_hub(jp_asyncio_loop, environment):
+    """The hub, on the server's event loop; the server's environment points at it."""
+    hub = FakeHub()
+
+    async def start() -> None:
+        hub.start()
+
+    jp_asyncio_loop.run_until_complete(start())
+    environment({"JUPYTERHUB_API_URL": hub.api_url})
+    yield hub
+    assert hub.server is not None
+    hub.server.stop()
+
+
+def without_idle(body: dict) -> dict:
+    return {k: v for k, v in body.items() if k != "idle"}
+
+
+def test_an_idle_slice_the_hub_will_stop_says_when(
+    jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub
+):
+    environment(SIMULATED_ENV)
+    fake_hub.answer = {"slices": [notebook_slice(idle=42, stops=8)]}
+    body = get_slice(jp_fetch, jp_asyncio_loop)
+    assert body["idle"] == {"idle_minutes": 42, "stops_in_minutes": 8}
+    assert body["gpu"]["type"] == "RTX3090"
+    # Asked with the server's own token, as the hub's API wants it.
+    [headers] = fake_hub.requests
+    assert headers["Authorization"] == f"token {TOKEN}"
+
+
+def test_an_idle_slice_without_culling_has_no_countdown(
+    jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub
+):
+    environment(SIMULATED_ENV)
+    fake_hub.answer = {"slices": [notebook_slice(idle=17, stops=None)]}
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] == {
+        "idle_minutes": 17,
+        "stops_in_minutes": None,
+    }
+
+
+def test_a_busy_slice_is_known_not_idle(jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub):
+    environment(SIMULATED_ENV)
+    fake_hub.answer = {"slices": [notebook_slice(idle=None, stops=None)]}
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] == {
+        "idle_minutes": None,
+        "stops_in_minutes": None,
+    }
+
+
+def test_the_entry_is_this_named_servers_own(
+    jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub
+):
+    environment({**SIMULATED_ENV, "JUPYTERHUB_SERVER_NAME": "gpu"})
+    fake_hub.answer = {
+        "slices": [
+            notebook_slice("", idle=90, stops=0),
+            {**notebook_slice("gpu", idle=5, stops=25), "kind": "job"},
+            notebook_slice("gpu", idle=12, stops=None),
+        ]
+    }
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] == {
+        "idle_minutes": 12,
+        "stops_in_minutes": None,
+    }
+
+
+@pytest.mark.parametrize("status", [403, 404, 500])
+def test_a_failing_hub_leaves_idle_unknown_and_the_rest_unchanged(
+    jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub, monkeypatch, status
+):
+    environment(SIMULATED_ENV)
+    fake_hub.status = status
+    body = get_slice(jp_fetch, jp_asyncio_loop)
+    assert len(fake_hub.requests) == 1
+    assert body["idle"] is None
+    # The same answer as without a hub at all.
+    monkeypatch.delenv("JUPYTERHUB_API_URL")
+    assert without_idle(body) == slice_status.current_status()
+
+
+def test_a_slow_or_absent_hub_leaves_idle_unknown(
+    jp_serverapp, jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub
+):
+    environment(SIMULATED_ENV)
+    fake_hub.answer = {"slices": [notebook_slice()]}
+    fake_hub.delay_s = 1.0
+    settings = jp_serverapp.web_app.settings
+    settings[IDLE_SETTING] = IdleStatus(fake_hub.api_url, TOKEN, timeout_s=0.2)
+    started = time.monotonic()
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] is None
+    assert time.monotonic() - started < 1.0
+    # Nothing listening there at all.
+    _sock, port = bind_unused_port()
+    _sock.close()
+    settings[IDLE_SETTING] = IdleStatus(f"http://127.0.0.1:{port}/hub/api", TOKEN)
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] is None
+
+
+def test_the_hubs_answer_is_kept_30_seconds(
+    jp_serverapp, jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub
+):
+    environment(SIMULATED_ENV)
+    fake_hub.answer = {"slices": [notebook_slice(idle=42, stops=8)]}
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"]["stops_in_minutes"] == 8
+    fake_hub.answer = {"slices": [notebook_slice(idle=43, stops=7)]}
+    # The Lab polls every 5 s: within 30 s the hub is not asked again.
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"]["stops_in_minutes"] == 8
+    assert len(fake_hub.requests) == 1
+    # Polls at once (two tabs) share one call.
+    both = asyncio.gather(jp_fetch("ai-console", "slice"), jp_fetch("ai-console", "slice"))
+    jp_asyncio_loop.run_until_complete(both)
+    assert len(fake_hub.requests) == 1
+    # 31 s later it is asked again.
+    idle = jp_serverapp.web_app.settings[IDLE_SETTING]
+    idle._clock = lambda: time.monotonic() + 31
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"]["stops_in_minutes"] == 7
+    assert len(fake_hub.requests) == 2
+
+
+def test_a_failure_is_kept_too(jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub):
+    environment(SIMULATED_ENV)
+    fake_hub.status = 500
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] is None
+    assert get_slice(jp_fetch, jp_asyncio_loop)["idle"] is None
+    assert len(fake_hub.requests) == 1
+
+
+def test_a_cpu_only_server_does_not_ask_the_hub(
+    jp_fetch, jp_asyncio_loop, environment, no_nvml, fake_hub
+):
+    environment({"CUDA_VISIBLE_DEVICES": ""})
+    fake_hub.answer = {"slices": [notebook_slice()]}
+    assert get_slice(jp_fetch, jp_asyncio_loop) == {"gpu": None, "idle": None}
+    assert fake_hub.requests == []
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {},
+        {"slices": None},
+        {"slices": ["x", None]},
+        {"slices": [{**notebook_slice(), "kind": "job"}]},
+        {"slices": [notebook_slice("other")]},
+        [],
+    ],
+)
+def test_an_answer_without_this_servers_entry_is_unknown(answer):
+    assert pick_idle(answer, "") is None
+
+
+def test_odd_minutes_are_unknown_or_clamped():
+    entry = {**notebook_slice(), "idle_minutes": "42", "stops_in_minutes": -3}
+    assert pick_idle({"slices": [entry]}, "") == {"idle_minutes": None, "stops_in_minutes": 0}
+    entry = {**notebook_slice(), "server": None, "idle_minutes": 42.7, "stops_in_minutes": True}
+    assert pick_idle({"slices": [entry]}, "") == {"idle_minutes": 42, "stops_in_minutes": None}
 
 
 # --- attributing NVML's per-process readings to this server ---------------------------------------
