@@ -37,13 +37,15 @@ The policies, over one node model (free CPU, free memory, free milli-GPU per GPU
 
 - ``ours``: the real :class:`gpu_fraction.allocator.Allocator` (default settings: binpack, its
   learnt task mix) through its public API: GPUs and :class:`NodeCapacity` (CPU, memory) per
-  node, ``reserve`` + ``commit`` per GPU pod, :class:`AllocationRefused` a refusal. A request
-  names one GPU type, so for a pod that may use several models the benchmark, as a caller must,
-  tries them in a fixed order (the allocator's ``gpu_types()``, alphabetical) and takes the
-  first success: that order is the caller's guess the issue complains about. CPU-only pods:
-  the allocator cannot place them (a request needs a GPU type and a share), but it can account
-  them: the benchmark places them with the best-fit rule below and hands each to ``adopt`` as
-  an allocation without GPUs, so ours' own CPU/memory checks see the CPU they take.
+  node, ``reserve`` + ``commit`` per GPU pod, :class:`AllocationRefused` a refusal. A pod that
+  may use several models sends them all in one request (``gpu_types``; none set: any model) and
+  the allocator chooses among them. ``--type-loop`` instead names one type per request and
+  tries them in the allocator's ``gpu_types()`` order, first success wins (the fallback for a
+  caller that must name one type; kept to measure what choosing costs). CPU-only pods go
+  through ``reserve_pod`` (the allocator picks the node where they strand least GPU capacity);
+  ``--cpu-only-best-fit`` instead places them with the best-fit rule below and hands each to
+  ``adopt`` as an allocation without GPUs, so ours' own CPU/memory checks see the CPU they
+  take (the way a pod the allocator did not place is accounted).
 - ``fgd``: the paper's method, written here from the paper and its simulator
   (hkust-adsl/kubernetes-scheduler-simulator, ``frag.go``, ``fgd_score.go``). A node's
   fragmentation for a task is the free GPU capacity the task cannot use: all of it when the
@@ -606,6 +608,11 @@ class Ours:
 
     OWNER = Owner("job", "bench")
 
+    #: Name one type per request and loop over the allowed ones (see the module docstring).
+    type_loop = False
+    #: Place CPU-only pods by best fit and ``adopt`` them, instead of ``reserve_pod``.
+    cpu_only_best_fit = False
+
     def __init__(self, cluster: Cluster, wl: Workload, latencies: Latencies) -> None:
         self.cluster, self.wl, self.latencies = cluster, wl, latencies
         self.state = NodeState(cluster)
@@ -622,14 +629,14 @@ class Ours:
         present = self.allocator.gpu_types()
         # The caller's guess: a pod that may use several models tries them in this order.
         self.order = [tuple(t for t in present if spec is None or t in spec) for spec in wl.specs]
-        self.requests: dict[tuple[int, str], SliceRequest] = {}
+        self.requests: dict[tuple[int, str | None], SliceRequest] = {}
         self.cpu_only_pods = 0
 
     def place(self, c: int) -> Placement | None:
         if not self.wl.gpus[c]:
             return self._place_cpu_only(c)
         clock = time.perf_counter
-        for gpu_type in self.order[c]:
+        for gpu_type in self.order[c] if self.type_loop else (None,):
             request = self._request(c, gpu_type)
             t0 = clock()
             try:
@@ -644,7 +651,8 @@ class Ours:
             return placement
         return None
 
-    def _request(self, c: int, gpu_type: str) -> SliceRequest:
+    def _request(self, c: int, gpu_type: str | None) -> SliceRequest:
+        """One type, or (``gpu_type`` None) every model the pod may use: None for any."""
         key = (c, gpu_type)
         if key not in self.requests:
             wl = self.wl
@@ -652,17 +660,30 @@ class Ours:
                 fraction = Fraction(int(wl.gpus[c]))
             else:
                 fraction = Fraction(int(wl.milli[c]), MILLI)
+            spec = wl.specs[c]
             self.requests[key] = SliceRequest(
                 gpu_type,
                 fraction,
                 cpu_millis=int(wl.cpu[c]),
                 host_memory_mib=int(wl.mem[c]),
+                gpu_types=frozenset(spec) if gpu_type is None and spec is not None else None,
             )
         return self.requests[key]
 
     def _place_cpu_only(self, c: int) -> Placement | None:
-        """Placed by the best-fit rule, then accounted in the allocator (``adopt`` checks the
-        node's CPU and memory against what it already holds)."""
+        """Placed by the allocator (``reserve_pod``), or by the best-fit rule and then accounted
+        in the allocator (``adopt`` checks the node's CPU and memory against what it holds)."""
+        if not self.cpu_only_best_fit:
+            try:
+                allocation = self.allocator.reserve_pod(
+                    int(self.wl.cpu[c]), int(self.wl.mem[c]), self.OWNER
+                )
+            except AllocationRefused:
+                return None
+            self.allocator.commit(allocation.id)
+            n = self.node_index[allocation.node]
+            self.state.take(self.wl, c, n, ())
+            return n, ()
         n = best_fit_node(self.state, self.wl, c)
         if n is None:
             return None
@@ -826,7 +847,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated")
     parser.add_argument("--nodes", type=int, default=FULL_NODES, help="cluster size")
+    parser.add_argument(
+        "--type-loop", action="store_true", help="ours: one type per request, tried in order"
+    )
+    parser.add_argument(
+        "--cpu-only-best-fit",
+        action="store_true",
+        help="ours: place CPU-only pods by best fit and adopt them (not reserve_pod)",
+    )
     args = parser.parse_args(argv)
+    Ours.type_loop = args.type_loop
+    Ours.cpu_only_best_fit = args.cpu_only_best_fit
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
     if unknown or args.nodes < 1:

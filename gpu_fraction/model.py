@@ -185,9 +185,13 @@ class SliceRequest:
     burst ceiling (default 100: idle capacity can be borrowed). ``cpu_millis``/``host_memory_mib``
     are the pod's own CPU and memory requests, accounted on nodes the allocator manages.
     ``node``, ``zone`` and ``nodes`` narrow where the slice may be placed.
+
+    ``gpu_type`` names the one GPU type to use; ``None`` with ``gpu_types`` unset means any
+    type, and ``gpu_types`` (with ``gpu_type=None``) a set of acceptable types: the allocator
+    then chooses among them where the request fragments the cluster least.
     """
 
-    gpu_type: str
+    gpu_type: str | None
     fraction: Fraction = Fraction(1)
     memory_mib: int | None = None
     compute_min: int | None = None
@@ -198,18 +202,37 @@ class SliceRequest:
     zone: str | None = None
     #: Nodes the slice may go to (a profile's node selector, resolved by the caller); None: any.
     nodes: frozenset[str] | None = None
+    #: GPU types the slice may use when ``gpu_type`` is None; None: any type.
+    gpu_types: frozenset[str] | None = None
     # Derived once at construction: the allocator reads these on every placement, and
     # Fraction arithmetic and hashing would otherwise dominate its cost.
     is_whole: bool = field(init=False, repr=False, compare=False)
     size_key: tuple[int, int] = field(init=False, repr=False, compare=False)
     _compute: int = field(init=False, repr=False, compare=False)
+    #: The task shape placement learns and scores (see gpu_fraction.fragmentation.Shape).
+    shape: tuple[int, int, int, int, int, int] = field(init=False, repr=False, compare=False)
+    _types: frozenset[str] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         fraction = parse_fraction(self.fraction)
         object.__setattr__(self, "fraction", fraction)
         object.__setattr__(self, "is_whole", fraction >= 1)
         object.__setattr__(self, "size_key", (fraction.numerator, fraction.denominator))
-        check_gpu_type(self.gpu_type)
+        if self.gpu_type is not None:
+            check_gpu_type(self.gpu_type)
+        if self.gpu_types is not None:
+            if isinstance(self.gpu_types, str):
+                raise InvalidRequestError("gpu_types", "expected a set of GPU types, got text")
+            types = frozenset(self.gpu_types)
+            if not types:
+                raise InvalidRequestError("gpu_types", "name at least one GPU type, or leave unset")
+            if self.gpu_type is not None:
+                raise InvalidRequestError(
+                    "gpu_types", "give gpu_type (one type) or gpu_types (a set), not both"
+                )
+            for value in types:
+                check_gpu_type(value, "gpu_types")
+            object.__setattr__(self, "gpu_types", types)
         if self.memory_mib is not None:
             _check_int(self.memory_mib, "memory_mib", minimum=1, maximum=MAX_GPU_MEMORY_MIB)
             if self.is_whole:
@@ -242,6 +265,25 @@ class SliceRequest:
         else:
             compute = max(1, fraction.numerator * 100 // fraction.denominator)
         object.__setattr__(self, "_compute", compute)
+        one = frozenset((self.gpu_type,)) if self.gpu_type is not None else None
+        object.__setattr__(self, "_types", one or self.gpu_types)
+        object.__setattr__(
+            self,
+            "shape",
+            (
+                fraction.numerator,
+                fraction.denominator,
+                self.memory_mib or 0,
+                compute,
+                self.cpu_millis,
+                self.host_memory_mib,
+            ),
+        )
+
+    @property
+    def allowed_types(self) -> frozenset[str] | None:
+        """The GPU types the request accepts; None: any."""
+        return self._types
 
     @property
     def count(self) -> int:

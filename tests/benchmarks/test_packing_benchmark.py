@@ -63,12 +63,13 @@ def test_allocation_never_falls_as_pods_arrive(result):
             assert series == sorted(series)
 
 
-def test_reference_fgd_beats_ours_on_the_base_mix(result):
-    # The issue's gap. At 60 nodes FGD beat ours on 20 of 20 seeds (by 3.2 points or more).
-    # FGD over first-fit is not asserted: it held on 6 of 6 seeds at full size (by 0.3-0.9
-    # points) but on only 12 of 20 at this scale, where a few nodes decide the figure.
-    base = result["variants"]["base"]
-    assert base["fgd"]["alloc_at_130"] > base["ours"]["alloc_at_130"] + 1
+def test_ours_packs_no_worse_than_best_fit(result):
+    # Issue 10's floor. Before node fragmentation FGD beat ours on the base mix at this scale
+    # on 20 of 20 seeds (by 3.2 points or more); at seed 42 ours now leads FGD on base (95.66
+    # vs 93.79). Ours over FGD is not asserted here: at 60 nodes a few nodes decide the figure
+    # (multigpu: 97.55 vs 98.25); the full-size comparison is in the README.
+    for policies in result["variants"].values():
+        assert policies["ours"]["alloc_at_130"] >= policies["best_fit"]["alloc_at_130"]
 
 
 def test_audit_finds_overcommitted_gpus_and_nodes():

@@ -1,0 +1,191 @@
+"""Node fragmentation: how much of a node's free GPU capacity the task mix cannot use.
+
+As in "Beware of Fragmentation" (USENIX ATC'23), for one task of the mix the free capacity of a
+node is fragmented
+
+- all of it, when the task does not fit on the node at all: too little CPU or memory left for
+  the pod, or too few GPUs with room for it;
+- otherwise the free capacity of the GPUs too small for the task's per-GPU share (for a
+  whole-GPU task: every GPU not fully free).
+
+A node's fragmentation is the expectation over the mix, in GPUs (free memory share of each
+GPU). Placement puts a request where that grows least, so free capacity stays where future
+requests, CPU and memory included, can use it.
+
+For speed the mix is compiled into bit masks: one bit per task shape, a GPU state maps to the
+tasks that fit on it, a node's CPU and memory to the tasks whose pod fits, so scoring a node is a
+few integer operations per GPU.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+
+from .fragmentation import GpuState, Shape
+from .model import MAX_WHOLE_GPUS
+
+
+class CompiledMix:
+    """One GPU type's task mix as bit masks (internal to placement; cached per mix version)."""
+
+    __slots__ = (
+        "_cpu_masks",
+        "_cpu_needs",
+        "_gpu",
+        "_mem_masks",
+        "_mem_needs",
+        "_sum",
+        "all_bits",
+        "known",
+        "share_bits",
+        "shares",
+        "total_weight",
+        "weights",
+        "whole_by_free",
+    )
+
+    def __init__(self, weights: Sequence[tuple[Shape, float]]) -> None:
+        self.weights = tuple(w for _, w in weights)
+        self.total_weight = sum(self.weights)
+        self.all_bits = (1 << len(self.weights)) - 1
+        #: (bit, explicit memory or 0, share numerator, denominator, compute) of share tasks
+        self.shares: list[tuple[int, int, int, int, int]] = []
+        self.share_bits = 0
+        whole_need = [0] * (MAX_WHOLE_GPUS + 1)
+        for i, ((num, den, memory, compute, _, _), _) in enumerate(weights):
+            bit = 1 << i
+            if num >= den:
+                for c in range(min(num // den, MAX_WHOLE_GPUS), MAX_WHOLE_GPUS + 1):
+                    whole_need[c] |= bit
+            else:
+                self.shares.append((bit, memory, num, den, compute))
+                self.share_bits |= bit
+        #: free whole GPUs on a node -> whole-GPU tasks with that many or fewer GPUs
+        self.whole_by_free = whole_need
+        self._cpu_needs, self._cpu_masks = _prefix_masks([s[4] for s, _ in weights])
+        self._mem_needs, self._mem_masks = _prefix_masks([s[5] for s, _ in weights])
+        self._gpu: dict[GpuState, tuple[int, float]] = {}
+        #: :meth:`gpu` for a state seen before (a bound dict.get: no Python frame)
+        self.known = self._gpu.get
+        self._sum: dict[int, float] = {}
+
+    def gpu(self, state: GpuState) -> tuple[int, float]:
+        """(tasks whose per-GPU share fits this GPU, its free share of a GPU)."""
+        hit = self._gpu.get(state)
+        if hit is not None:
+            return hit
+        total, free_mem, free_c = state
+        mask = 0
+        if free_mem == total and free_c == 100:
+            mask = ~self.share_bits & self.all_bits
+        for bit, memory, num, den, compute in self.shares:
+            need = memory or max(1, num * total // den)
+            if free_mem >= need and free_c >= compute:
+                mask |= bit
+        hit = self._gpu[state] = (mask, free_mem / total)
+        return hit
+
+    def weight(self, mask: int) -> float:
+        """Total weight of the tasks in ``mask``."""
+        hit = self._sum.get(mask)
+        if hit is None:
+            hit = 0.0
+            i = 0
+            rest = mask
+            while rest:
+                if rest & 1:
+                    hit += self.weights[i]
+                rest >>= 1
+                i += 1
+            self._sum[mask] = hit
+        return hit
+
+    def pod_fits(self, cpu: int | None, memory: int | None) -> int:
+        """Tasks whose pod fits in this much free CPU and memory (None: not accounted)."""
+        mask = -1
+        if cpu is not None:
+            mask = self._cpu_masks[bisect_right(self._cpu_needs, cpu)]
+        if memory is not None:
+            mask &= self._mem_masks[bisect_right(self._mem_needs, memory)]
+        return mask
+
+    def node(self, states: Sequence[GpuState], cpu: int | None, memory: int | None) -> float:
+        """Expected unusable free GPU capacity of a node with these GPUs and free CPU/memory."""
+        gpu = self.gpu
+        return self.node_of([gpu(s) for s in states], cpu, memory)
+
+    def node_of(
+        self, items: Sequence[tuple[int, float]], cpu: int | None, memory: int | None
+    ) -> float:
+        """:meth:`node` from the GPUs' :meth:`gpu` entries (callers reuse them across moves)."""
+        return self._node(items, self.fits(items, cpu, memory))
+
+    def fits(self, items: Sequence[tuple[int, float]], cpu: int | None, memory: int | None) -> int:
+        """Tasks that fit on the node at all: pod, GPU count and per-GPU share."""
+        on_gpus = 0
+        full = 0
+        share_bits = self.share_bits
+        for mask, share in items:
+            on_gpus |= mask
+            if share == 1.0 and mask & ~share_bits:
+                full += 1
+        return (on_gpus & share_bits | self.whole_by_free[min(full, MAX_WHOLE_GPUS)]) & (
+            self.pod_fits(cpu, memory)
+        )
+
+    def growth(
+        self,
+        items: Sequence[tuple[int, float]],
+        before: float,
+        fits_before: int,
+        moved: Sequence[tuple[int, tuple[int, float]]],
+        cpu: int | None,
+        memory: int | None,
+    ) -> float:
+        """Fragmentation after replacing ``items[i]`` by each ``(i, item)`` of ``moved`` (and
+        leaving ``cpu``/``memory`` free), minus ``before``.
+
+        When the tasks that fit on the node stay the same, only the moved GPUs' terms change,
+        so those are all that is recomputed: the common case costs two look-ups per GPU moved.
+        """
+        after = list(items)
+        for i, item in moved:
+            after[i] = item
+        fits = self.fits(after, cpu, memory)
+        if fits != fits_before:
+            return self._node(after, fits) - before
+        weight = self.weight
+        total = self.total_weight
+        change = 0.0
+        for i, (mask, share) in moved:
+            old_mask, old_share = items[i]
+            change += total * (share - old_share) + (
+                old_share * weight(old_mask & fits) - share * weight(mask & fits)
+            )
+        return change
+
+    def _node(self, items: Sequence[tuple[int, float]], fits: int) -> float:
+        free = 0.0
+        usable = 0.0
+        weight = self.weight
+        for mask, share in items:
+            if share:
+                free += share
+                usable += share * weight(mask & fits)
+        return self.total_weight * free - usable
+
+    def gpu_only(self, state: GpuState) -> float:
+        """A GPU's own fragmentation, ignoring its node (orders GPUs before nodes are scored)."""
+        mask, share = self.gpu(state)
+        return share * (self.total_weight - self.weight(mask))
+
+
+def _prefix_masks(needs: list[int]) -> tuple[list[int], list[int]]:
+    """Sorted needs and, for ``bisect_right(needs, free)``, the mask of tasks needing <= free."""
+    order = sorted(range(len(needs)), key=lambda i: needs[i])
+    sorted_needs = [needs[i] for i in order]
+    masks = [0]
+    for i in order:
+        masks.append(masks[-1] | (1 << i))
+    return sorted_needs, masks
