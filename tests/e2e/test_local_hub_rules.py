@@ -51,7 +51,9 @@ def test_project_quota_is_checked_at_spawn(local_hub: LocalHub):
     assert ann.wait_for_server("ann").get("ready"), local_hub.logs()[-3000:]
     ben.spawn("ben", "quarter")
     message = failure(ben, "ben")
-    assert "Project tiny already uses" in message and "quota" in message, message
+    # Named as the student sees it, one number format, and what the student can do.
+    assert "Tiny course already uses 1/4 of its 1/4 GPU" in message, message
+    assert "ask its course admin for more quota" in message, message
     # A whole A100 is over the quota of 1/4 on its own.
     ann.api("DELETE", "/users/ann/server")
     ann.wait_for_server("ann")
@@ -65,7 +67,8 @@ def test_crafted_profile_is_refused(local_hub: LocalHub):
     response = ann.api("POST", "/users/ann/server", json={"profile": "no-such-profile"})
     assert response.status_code == 400
     message = response.json()["message"]
-    assert "no-such-profile" in message and "quarter" in message, message
+    # The offered profiles by the names the spawn form shows, not by slug.
+    assert "no-such-profile" in message and '"PyTorch, 1/4 RTX 3090"' in message, message
 
 
 def test_allocation_api_reserve_commit_release(local_hub: LocalHub):
