@@ -33,6 +33,7 @@ import json
 import os
 import re
 import signal
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,8 @@ from server_extension.parameters import (
 ERROR_TAG = "ai-console-error"
 BANNER_TAG = "ai-console-error-banner"
 EXIT_CODES = {"completed": 0, "failed": 1, "unusable": 2, "timeout": 3, "cancelled": 143}
+#: The longest path of a Unix socket (sun_path less its terminating NUL).
+MAX_SOCKET_PATH = 107
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
 
 
@@ -159,6 +162,20 @@ def _runs(cell: nbformat.NotebookNode, skip_tag: str) -> bool:
     return cell.cell_type == "code" and bool(cell.source.strip()) and skip_tag not in tags
 
 
+def _socket_folder() -> tempfile.TemporaryDirectory | None:
+    """A private folder for the kernel's sockets, with a path short enough for them (at most
+    107 bytes); None where no writable one is (the kernel then listens on loopback ports)."""
+    for base in (None, "/tmp", "/dev/shm"):  # None: $TMPDIR
+        try:
+            folder = tempfile.TemporaryDirectory(prefix="aic-kernel-", dir=base)
+        except OSError:
+            continue
+        if len(os.fsencode(folder.name)) + len("/k-99") <= MAX_SOCKET_PATH:
+            return folder
+        folder.cleanup()
+    return None
+
+
 class _Client(NotebookClient):
     """A NotebookClient that reports every output the moment it arrives."""
 
@@ -183,6 +200,7 @@ class Job:
         self.log_file = open(job_dir / JOB_FILES["log"], "a", encoding="utf-8")  # noqa: SIM115
         self.at_line_start = True
         self.started = time.monotonic()
+        self.sockets: tempfile.TemporaryDirectory | None = None  # the kernel's, once started
         self.status: dict[str, Any] = {
             "state": "running",
             "cell": 0,
@@ -276,6 +294,12 @@ class Job:
         """Start the kernel and run the code cells one by one, saving after each."""
         assert self.nb is not None
         client.km = client.create_kernel_manager()
+        # The kernel's sockets are files in a private folder, not loopback TCP ports: a port
+        # found free by one runner can be taken by another before its kernel binds it (jobs
+        # start side by side), and every local account can connect to a loopback port.
+        if self.sockets is not None:
+            client.km.transport = "ipc"
+            client.km.ip = str(Path(self.sockets.name) / "k")
         cwd = spec.cwd or spec.input.parent
         try:
             await client.async_start_new_kernel(cwd=str(cwd))
@@ -321,6 +345,7 @@ class Job:
         self.save_notebook()
         self.save_status(cells=cells)
 
+        self.sockets = _socket_folder()
         work = asyncio.ensure_future(self.execute(client, spec))
         stopped = asyncio.ensure_future(stop.wait())
         remaining = None
@@ -335,6 +360,8 @@ class Job:
             client.shutdown_kernel = "immediate"
             await self._cancel(work)
         await self._shutdown(client)
+        if self.sockets is not None:
+            self.sockets.cleanup()
 
         number = self.current_number
         where = f"in cell {number}" if number else "before the first cell"

@@ -107,6 +107,7 @@ class LocalBackend(Backend):
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self._children: dict[str, subprocess.Popen] = {}
+        self._cancelled_at: dict[str, float] = {}  # job id -> monotonic time of the SIGTERM
 
     def root(self, owner: str) -> Path:
         return Path(self.storage_root_template.format(username=owner)).resolve()
@@ -183,8 +184,12 @@ class LocalBackend(Backend):
                 late = time.time() * 1000 - job.start_time - job.timeout_seconds * 1000
                 if late > self.kill_grace * 1000:
                     self._signal(pid, signal.SIGKILL)
+            cancelled_at = self._cancelled_at.get(job.job_id)
+            if cancelled_at is not None and time.monotonic() - cancelled_at > self.kill_grace:
+                self._signal(pid, signal.SIGKILL)  # it did not stop when asked
             state = Status.STOPPING if job.state is Status.STOPPING else Status.IN_PROGRESS
             return Observation(state, attempts=attempts)
+        self._cancelled_at.pop(job.job_id, None)
         final = _FINAL.get(status.get("state", ""))
         if final is None:
             if job.state is Status.STOPPING:
@@ -202,6 +207,7 @@ class LocalBackend(Backend):
         pid, start = self._ref(job)
         if pid is None or not _alive(pid, start):
             return
+        self._cancelled_at.setdefault(job.job_id, time.monotonic())
         self._signal(pid, signal.SIGTERM)
 
     def _signal(self, pid: int, sig: int) -> None:
