@@ -20,7 +20,7 @@ from gpu_fraction.model import Allocation
 from spawner.agent_samples import AgentSamples
 from spawner.allocation_api import SCOPE_GPU_MAP, SliceAPIHandler
 from spawner.manager import current_manager
-from spawner.usage_history import UsageHistory, UsageRow, to_csv
+from spawner.usage_history import UsageHistory, UsageRow, to_csv, utilization_csv
 
 from .access import projects_administered_by
 from .console_view import console_view, usage_view, visible_projects
@@ -153,15 +153,21 @@ def history_span(days_argument: str | None, now: float) -> tuple[float, list[str
     return starts[0], [time.strftime("%Y-%m-%d", time.gmtime(start)) for start in starts]
 
 
-def viewer_rows(
-    handler: web.RequestHandler, config: AiConsoleConfig, viewer: str
-) -> tuple[list[UsageRow], list[str]]:
-    """The history rows ``viewer`` may read for the handler's ``?days=``, and those days."""
+def requested_span(handler: web.RequestHandler) -> tuple[UsageHistory, float, list[str]]:
+    """The hub's history, and the start and days of the handler's ``?days=`` (else 400)."""
     history = UsageHistory.instance(config=handler.settings["config"])
     try:
         since, days = history_span(handler.get_argument("days", None), history.clock())
     except ValueError as err:
         raise web.HTTPError(400, str(err)) from None
+    return history, since, days
+
+
+def viewer_rows(
+    handler: web.RequestHandler, config: AiConsoleConfig, viewer: str
+) -> tuple[list[UsageRow], list[str]]:
+    """The history rows ``viewer`` may read for the handler's ``?days=``, and those days."""
+    history, since, days = requested_span(handler)
     return history.rows(since, projects=visible_projects(config, viewer)), days
 
 
@@ -169,21 +175,35 @@ class UsageDataHandler(ConsoleDataHandler):
     async def get(self) -> None:
         user = self.console_viewer()
         rows, days = viewer_rows(self, self.ai_console, user)
-        view = usage_view(self.ai_console, rows, days)
-        view["recording"] = UsageHistory.instance(config=self.settings["config"]).enabled
+        history, since, _ = requested_span(self)
+        view = usage_view(self.ai_console, rows, days, history.utilization_rows(since))
+        view["recording"] = history.enabled
         self.set_header("Cache-Control", "no-store")
         self.write_json(200, view)
+
+
+def send_csv(handler: web.RequestHandler, what: str, days: list[str], text: str) -> None:
+    """Send ``text`` as a CSV download named for ``what`` and its ``days``."""
+    handler.set_header("Content-Type", "text/csv; charset=utf-8")
+    filename = f"ai-console-{what}-{days[0]}-to-{days[-1]}.csv"
+    handler.set_header("Content-Disposition", f'attachment; filename="{filename}"')
+    handler.set_header("Cache-Control", "no-store")
+    handler.finish(text)
 
 
 class UsageCsvHandler(AdminPageHandler):
     @web.authenticated
     async def get(self) -> None:
         rows, days = viewer_rows(self, self.ai_console, self.page_viewer())
-        self.set_header("Content-Type", "text/csv; charset=utf-8")
-        filename = f"ai-console-gpu-hours-{days[0]}-to-{days[-1]}.csv"
-        self.set_header("Content-Disposition", f'attachment; filename="{filename}"')
-        self.set_header("Cache-Control", "no-store")
-        self.finish(to_csv(rows))
+        send_csv(self, "gpu-hours", days, to_csv(rows))
+
+
+class UtilizationCsvHandler(AdminPageHandler):
+    @web.authenticated
+    async def get(self) -> None:
+        self.page_viewer()  # GPU utilisation per type: what every console viewer sees
+        history, since, days = requested_span(self)
+        send_csv(self, "gpu-utilization", days, utilization_csv(history.utilization_rows(since)))
 
 
 def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:
@@ -191,6 +211,7 @@ def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:
     return [
         (r"/ai-console", ConsolePageHandler, {"ai_console": config}),
         (r"/ai-console/usage\.csv", UsageCsvHandler, {"ai_console": config}),
+        (r"/ai-console/utilization\.csv", UtilizationCsvHandler, {"ai_console": config}),
         (r"/api/ai-console/console", ConsoleDataHandler, {"ai_console": config}),
         (r"/api/ai-console/usage", UsageDataHandler, {"ai_console": config}),
     ]

@@ -15,7 +15,7 @@ from typing import Any
 
 from gpu_fraction.model import GPU, Allocation
 from spawner.agent_samples import AgentSamples
-from spawner.usage_history import UsageRow, daily_totals
+from spawner.usage_history import UsageRow, UtilizationRow, daily_totals, daily_utilization
 
 from .access import is_platform_admin, projects_administered_by
 from .model import AiConsoleConfig, Project
@@ -190,35 +190,62 @@ def visible_projects(config: AiConsoleConfig, viewer: str) -> set[str] | None:
     return {p.slug for p in projects_administered_by(config, viewer)}
 
 
+def _in_use_percent(rows: list[UsageRow]) -> float | None:
+    """The part of the measured GPU-hours that was in use, percent (None: none measured)."""
+    measured = sum(row.measured_gpu_hours for row in rows)
+    if measured <= 0:
+        return None
+    return round(100 * sum(row.in_use_gpu_hours for row in rows) / measured, 1)
+
+
 def usage_view(
-    config: AiConsoleConfig, rows: Iterable[UsageRow], days: list[str]
+    config: AiConsoleConfig,
+    rows: Iterable[UsageRow],
+    days: list[str],
+    utilization: Iterable[UtilizationRow] = (),
 ) -> dict[str, Any]:
-    """GPU-hours per project per day (``days``: ``YYYY-MM-DD``, oldest first) and per user over
-    the whole span, for the page's plot and table; rows already filtered for the viewer."""
+    """GPU-hours per day (``days``: ``YYYY-MM-DD``, oldest first) per project and per user,
+    the part of them in use, and the GPUs' utilisation per day and type, for the page's plots
+    and tables; rows already filtered for the viewer."""
     rows = list(rows)
-    per_day = daily_totals(rows, "project")
-    slugs = sorted({row.project for row in rows})
-    users: dict[str, float] = {}
-    for row in rows:
-        users[row.user] = users.get(row.user, 0.0) + row.gpu_hours
+    per_day = {by: daily_totals(rows, by) for by in ("project", "user")}
 
     def name(slug: str) -> str:
         project = config.projects.get(slug)
         return project.display_name if project else (slug or "no project")
 
+    def series(by: str, key: str) -> list[float]:
+        return [round(per_day[by].get(day, {}).get(key, 0.0), 4) for day in days]
+
+    def of(by: str, key: str) -> list[UsageRow]:
+        return [row for row in rows if getattr(row, by) == key]
+
+    users = {row.user for row in rows}
+    totals = {user: sum(row.gpu_hours for row in of("user", user)) for user in users}
     return {
         "days": days,
         "projects": [
             {
                 "slug": slug,
                 "display_name": name(slug),
-                "gpu_hours": [round(per_day.get(day, {}).get(slug, 0.0), 4) for day in days],
+                "gpu_hours": series("project", slug),
+                "in_use_percent": _in_use_percent(of("project", slug)),
             }
-            for slug in slugs
+            for slug in sorted({row.project for row in rows})
         ],
         "users": [
-            {"user": user, "gpu_hours": round(hours, 4)}
-            for user, hours in sorted(users.items(), key=lambda item: (-item[1], item[0]))
+            {
+                "user": user,
+                "gpu_hours": round(totals[user], 4),
+                "gpu_hours_per_day": series("user", user),
+                "in_use_percent": _in_use_percent(of("user", user)),
+            }
+            for user in sorted(users, key=lambda user: (-totals[user], user))
         ],
-        "total_gpu_hours": round(sum(users.values()), 4),
+        "total_gpu_hours": round(sum(totals.values()), 4),
+        "in_use_percent": _in_use_percent(rows),
+        "utilization": [
+            {"gpu_type": gpu_type, "percent": percents}
+            for gpu_type, percents in daily_utilization(utilization, days).items()
+        ],
     }

@@ -21,7 +21,15 @@ from spawner.allocation_api import handlers as allocation_handlers
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceDecision, SliceRefused
 
-from . import console_page, idle_culler, jobs_api, my_slices_api, settings_env, spawn_options_api
+from . import (
+    console_page,
+    idle_culler,
+    jobs_api,
+    my_slices_api,
+    page_texts,
+    settings_env,
+    spawn_options_api,
+)
 from .access import (
     SpawnRefused,
     allows_reference,
@@ -178,6 +186,7 @@ def configure(c: Any, mode: str | None = None, config_path: str | None = None) -
         **c.JupyterHub.get("template_vars", {}),
         console_page.NAV_VAR: console_page.nav_link(config),
         console_page.HOME_VAR: console_page.my_slices(config),
+        page_texts.TEXTS_VAR: page_texts.catalogues(),
     }
     for warning in config.warnings:
         # Logged before JupyterHub's own logging is set up: stderr, as Python's last resort.

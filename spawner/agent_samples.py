@@ -29,7 +29,7 @@ from traitlets import Callable as Callable_
 from traitlets import Float, Integer, List, Unicode
 from traitlets.config import SingletonConfigurable
 
-from gpu_fraction.model import Allocation
+from gpu_fraction.model import GPU, Allocation
 
 
 @dataclass
@@ -170,6 +170,18 @@ class AgentSamples(SingletonConfigurable):
             except Exception as err:
                 self.log.warning("could not read the node agents: %s", err)
             await asyncio.sleep(self.interval)
+
+    def utilization_by_type(self, gpus: Iterable[GPU]) -> dict[str, list[float]]:
+        """Per GPU type, the utilisation (percent) of each of ``gpus`` whose agent reported it
+        within the last two reads; GPUs not reported (or too long ago) are left out."""
+        fresh_after = self.clock() - 2 * self.interval
+        by_type: dict[str, list[float]] = {}
+        for gpu in gpus:
+            live = self.gpus.get(gpu.uuid)
+            if live is None or live.utilization_percent is None or live.at < fresh_after:
+                continue
+            by_type.setdefault(gpu.gpu_type, []).append(live.utilization_percent)
+        return by_type
 
     # --- idle slices ----------------------------------------------------------------------
 

@@ -251,11 +251,20 @@ class GPUSliceManager(SingletonConfigurable):
                     problem.reason,
                 )
         self._allocator = allocator
-        # The GPU-hours history samples what this allocator holds (when a file is configured).
-        UsageHistory.instance(config=self.config).start(self.allocations, self.is_committed)
+        # The GPU-hours history samples what this allocator holds (when a file is configured),
+        # with the agents' figures where agents are read.
+        history = UsageHistory.instance(config=self.config)
         samples = AgentSamples.instance(config=self.config)
         if samples.label_selector or samples.urls:
             samples.start(self._agent_urls, self._committed_allocations)
+            history.start(
+                self.allocations,
+                self.is_committed,
+                samples.busy,
+                lambda: samples.utilization_by_type(row["gpu"] for row in self.usage()),
+            )
+        else:
+            history.start(self.allocations, self.is_committed)
         if self.inventory_source == "kubernetes" and self.reconcile_interval > 0:
             self._reconcile_task = asyncio.ensure_future(self._reconcile_loop())
 

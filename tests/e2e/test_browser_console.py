@@ -125,11 +125,18 @@ def seed_history(hub: LocalHub) -> str:
         slice_of("student1", "cs101", "1/4", hours=1),
         slice_of("researcher", "vision-lab", "1", hours=2),
     ]
-    history.record(held, lambda _id: True)
+
+    def sample(slices: list[Allocation]) -> None:
+        # The student's notebook computes; the researcher's GPU sits idle. The agents report
+        # the node's RTX 3090 60% busy.
+        busy = lambda a: a.owner.user == "student1"  # noqa: E731
+        history.record(slices, lambda _id: True, busy, {"RTX3090": [60.0]})
+
+    sample(held)
     clock["now"] += 3600
-    history.record(held, lambda _id: True)
+    sample(held)
     clock["now"] += 3600
-    history.record([held[1]], lambda _id: True)
+    sample([held[1]])
     return time.strftime("%Y-%m-%d", time.gmtime(day_start))
 
 
@@ -169,14 +176,44 @@ def test_gpu_hours_are_plotted_and_downloaded_per_role(local_hub: LocalHub):
         assert lab.bounding_box()["height"] == pytest.approx(
             8 * course.bounding_box()["height"], rel=0.05
         )
-        expect(page.locator(".ai-console-usage-users tbody tr").first).to_have_text(
-            "researcher2.00"
+        # The researcher's two GPU-hours were measured idle, the student's quarter in use.
+        users = page.locator(".ai-console-usage-users tbody tr")
+        expect(users.first).to_have_text("researcher2.000%")
+        expect(users.nth(1)).to_have_text("student10.25100%")
+        expect(page.locator(".ai-console-usage-in-use")).to_have_text(
+            "11.1% of the GPU-hours the node agents measured were in use."
         )
+        # Per user instead of per project: one bar each, the same heights.
+        page.select_option("#ai-console-usage-by", "users")
+        mine = page.locator(f'.ai-console-usage-plot rect[data-day="{day}"][data-user="student1"]')
+        expect(mine).to_have_attribute("data-hours", "0.25")
+        expect(page.locator(".ai-console-usage-plot rect[data-project]")).to_have_count(0)
+        dot = page.locator(f'.ai-console-utilization-plot circle[data-day="{day}"]')
+        expect(dot).to_have_attribute("data-gpu-type", "RTX3090")
+        expect(dot).to_have_attribute("data-percent", "60")
         page.locator(".ai-console-usage-plot").scroll_into_view_if_needed()
         screenshot(page, "ai-console-gpu-hours")
         with page.expect_download() as started:
             page.click("text=Download CSV")
         assert "vision-lab,researcher" in Path(started.value.path()).read_text()
+        with page.expect_download() as started:
+            page.click("text=Download utilisation CSV")
+        hourly = list(csv.DictReader(io.StringIO(Path(started.value.path()).read_text())))
+        assert [(r["gpu_type"], r["busy_gpu_hours"]) for r in hourly] == [("RTX3090", "0.6000")] * 2
+
+        # The same page for a reader of Traditional Chinese: our texts are theirs, the figures
+        # the same.
+        chinese = browser.new_page(viewport={"width": 1280, "height": 1100}, locale="zh-TW")
+        open_console(chinese, local_hub, "teacher")
+        expect(chinese.locator(".ai-console-usage-total")).to_have_text("共 0.25 GPU 小時。")
+        expect(chinese.locator("#ai-console h2").first).to_have_text("可用容量")
+        expect(chinese.locator(".ai-console-status")).to_contain_text("顯示您的專案", timeout=LIVE)
+        headings = chinese.locator(".ai-console-usage-users thead")
+        expect(headings).to_have_text("使用者GPU 小時使用中")
+        assert chinese.evaluate("document.documentElement.lang") == "zh-TW"
+        screenshot(chinese, "ai-console-zh-tw")
+    student_csv = student.session.get(f"{local_hub.url}/hub/ai-console/utilization.csv")
+    assert student_csv.status_code == 403
 
 
 def test_live_figures_from_a_node_agent_on_the_page(tmp_path: Path):

@@ -6,16 +6,28 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import sqlite3
+from contextlib import closing
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
 from traitlets.config import Config
 
+from gpu_fraction.agent.metrics import AgentMetrics, MetricsServer
+from gpu_fraction.agent.sampler import GpuSample, NodeSample
+from gpu_fraction.allocator import Allocator
 from gpu_fraction.model import Allocation, Owner, SliceRequest
+from gpu_fraction.simulated import simulated
 from hub_config.console_page import history_span
 from spawner.manager import GPUSliceManager
-from spawner.usage_history import UsageHistory, daily_totals, to_csv
+from spawner.usage_history import (
+    UsageHistory,
+    daily_totals,
+    daily_utilization,
+    to_csv,
+    utilization_csv,
+)
 from tests.allocations import allocation
 
 T0 = 1_796_000_400.0  # 2026-11-30 01:00:00 UTC, the start of an hour
@@ -135,3 +147,106 @@ async def test_the_hub_records_what_its_allocator_holds(tmp_path: Path) -> None:
     rows = UsageHistory.instance().rows()
     assert [(r.user, r.project, r.gpu_type) for r in rows] == [("alice", "cs101", "RTX3090")]
     assert 0 < rows[0].gpu_hours < 0.25 * 1 / 3600
+
+
+def hours_of(record: UsageHistory, user: str) -> tuple[float, float, float]:
+    """The user's GPU-hours held, measured and in use, over every row."""
+    rows = [r for r in record.rows() if r.user == user]
+    return (
+        sum(r.gpu_hours for r in rows),
+        sum(r.measured_gpu_hours for r in rows),
+        sum(r.in_use_gpu_hours for r in rows),
+    )
+
+
+def test_in_use_hours_and_gpu_utilisation_are_kept_beside_the_hours_held(tmp_path: Path) -> None:
+    clock = Clock()
+    record = history(tmp_path / "usage.sqlite", clock)
+    held = [
+        slice_of("alice", "cs101", "1/4"),  # in use
+        slice_of("bob", "cs101", "1/2"),  # idle: its processes hold no GPU memory
+        slice_of("carol", "cs101", "1/4"),  # on a node whose agent does not answer
+    ]
+    in_use = {"alice-notebook": True, "bob-notebook": False, "carol-notebook": None}
+    load = {"RTX3090": [90.0, 10.0], "A100": []}
+    for _ in range(61):
+        record.record(held, everything_committed, lambda a: in_use[a.id], load)
+        clock.now += 60
+    by_user = {user: hours_of(record, user) for user in ("alice", "bob", "carol")}
+    assert by_user["alice"] == pytest.approx((0.25, 0.25, 0.25))
+    assert by_user["bob"] == pytest.approx((0.5, 0.5, 0))
+    assert by_user["carol"] == pytest.approx((0.25, 0, 0))  # unknown is not idle
+    # Two RTX 3090s reported for an hour, at 90% and 10%: one busy GPU-hour of two.
+    [utilisation] = [r for r in record.utilization_rows() if r.hour == T0]
+    assert (utilisation.gpu_type, utilisation.reported_gpu_hours) == (
+        "RTX3090",
+        pytest.approx(59 / 30),
+    )
+    assert utilisation.busy_gpu_hours == pytest.approx(59 / 60)
+    days = ["2026-11-29", "2026-11-30"]
+    assert daily_utilization(record.utilization_rows(), days) == {"RTX3090": [None, 50.0]}
+    parsed = list(csv.DictReader(io.StringIO(utilization_csv(record.utilization_rows()))))
+    assert parsed[0] == {
+        "hour_utc": "2026-11-30T01:00:00Z",
+        "gpu_type": "RTX3090",
+        "reported_gpu_hours": "1.9667",
+        "busy_gpu_hours": "0.9833",
+    }
+    alice = next(
+        r for r in csv.DictReader(io.StringIO(to_csv(record.rows()))) if r["user"] == "alice"
+    )
+    assert (alice["measured_gpu_hours"], alice["in_use_gpu_hours"]) == ("0.2458", "0.2458")
+
+
+def test_a_history_written_before_in_use_hours_existed_is_read_and_extended(tmp_path: Path) -> None:
+    path = tmp_path / "usage.sqlite"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(
+            "CREATE TABLE usage (hour INTEGER NOT NULL, project TEXT NOT NULL, user TEXT NOT NULL,"
+            " gpu_type TEXT NOT NULL, kind TEXT NOT NULL, gpu_hours REAL NOT NULL,"
+            " PRIMARY KEY (hour, project, user, gpu_type, kind));"
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value REAL NOT NULL);"
+        )
+        db.execute(
+            "INSERT INTO usage VALUES (?, 'cs101', 'alice', 'RTX3090', 'notebook', 3.0)", (int(T0),)
+        )
+        db.execute("INSERT INTO meta VALUES ('last_sample', ?)", (T0,))
+    clock = Clock(T0 + 60)
+    record = history(path, clock)
+    record.record([slice_of("alice", "cs101", "1/4")], everything_committed, lambda _: True)
+    [row] = record.rows()
+    assert row.gpu_hours == pytest.approx(3.0 + 0.25 / 60)
+    assert row.in_use_gpu_hours == pytest.approx(0.25 / 60)
+
+
+async def test_the_hub_records_the_agents_utilisation(tmp_path: Path) -> None:
+    spec = "node-a=A100:81920x1"
+    [gpu] = Allocator.from_inventory(simulated(spec)).gpus()
+    metrics = AgentMetrics("node-a")
+    metrics.update(NodeSample((GpuSample(0, gpu.uuid, "NVIDIA A100", 81920, 9000, 40),)), [], 0)
+    server = MetricsServer(metrics.registry, 0, "127.0.0.1")
+    config = Config()
+    config.GPUSliceManager.inventory_source = "simulated"
+    config.GPUSliceManager.simulated_gpus = spec
+    config.AgentSamples.urls = [f"http://127.0.0.1:{server.port}/metrics"]
+    config.AgentSamples.interval = 0.05
+    config.UsageHistory.db_path = str(tmp_path / "usage.sqlite")
+    config.UsageHistory.interval = 0.05
+    try:
+        manager = GPUSliceManager.instance(config=config)
+        held = await manager.reserve(
+            SliceRequest("A100", Fraction(1, 4)), Owner("notebook", "alice", "cs101")
+        )
+        manager.commit(held.id)
+        for _ in range(100):
+            if UsageHistory.instance().utilization_rows() and UsageHistory.instance().rows():
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        server.close()
+    [utilisation] = UsageHistory.instance().utilization_rows()
+    assert utilisation.gpu_type == "A100"
+    assert utilisation.busy_gpu_hours == pytest.approx(0.4 * utilisation.reported_gpu_hours)
+    # The slice's processes hold no GPU memory: measured, and not in use.
+    [row] = UsageHistory.instance().rows()
+    assert row.measured_gpu_hours > 0 and row.in_use_gpu_hours == 0
