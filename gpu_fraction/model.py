@@ -363,3 +363,10 @@ class Allocation:
 def _short_uuid(uuid: str) -> str:
     """``GPU-3f2a1b2c...`` for NVIDIA's long UUIDs; short identifiers stay whole."""
     return uuid if len(uuid) <= 16 else uuid[:12] + "..."
+
+
+def free_share(gpu: GPU, free_memory_mib: int, free_compute: int) -> Fraction:
+    """The GPU's free part: the smaller of its free memory and free compute (a slice needs
+    both), as an exact fraction of the GPU."""
+    memory = Fraction(max(0, free_memory_mib), gpu.memory_mib) if gpu.memory_mib else Fraction(0)
+    return max(Fraction(0), min(memory, Fraction(max(0, free_compute), 100)))

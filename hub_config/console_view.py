@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from fractions import Fraction
 from typing import Any
 
-from gpu_fraction.model import GPU, Allocation
+from gpu_fraction.model import GPU, Allocation, free_share
 from spawner.agent_samples import AgentSamples
 from spawner.usage_history import UsageRow, UtilizationRow, daily_totals, daily_utilization
 
@@ -30,13 +30,6 @@ KINDS = ("notebook", "job")
 def share_on_gpu(allocation: Allocation) -> Fraction:
     """The part of each of its GPUs a slice holds: its fraction, or all of each GPU."""
     return min(Fraction(1), allocation.fraction)
-
-
-def free_share(gpu: GPU, free_memory_mib: int, free_compute: int) -> Fraction:
-    """The GPU's free part: the smaller of its free memory and free compute (a slice needs
-    both), as an exact fraction of the GPU."""
-    memory = Fraction(max(0, free_memory_mib), gpu.memory_mib) if gpu.memory_mib else Fraction(0)
-    return max(Fraction(0), min(memory, Fraction(max(0, free_compute), 100)))
 
 
 def console_view(

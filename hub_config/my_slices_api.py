@@ -12,13 +12,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from jupyterhub.scopes import has_scope
-from tornado import web
-
 from spawner.agent_samples import AgentSamples
-from spawner.allocation_api import SliceAPIHandler
 
 from .model import AiConsoleConfig
+from .own_user_api import OwnUserHandler
 from .roles import SCOPE_OWN_SLICES
 from .spawn_texts import gpu_amount
 
@@ -30,16 +27,12 @@ def _whole_minutes(value: float | None, up: bool = False) -> int | None:
     return math.ceil(value) if up else math.floor(value)
 
 
-class MySlicesHandler(SliceAPIHandler):
-    def initialize(self, ai_console: AiConsoleConfig) -> None:
-        self.ai_console = ai_console
+class MySlicesHandler(OwnUserHandler):
+    scope = SCOPE_OWN_SLICES
+    no_user = "Only a user, or their server, can ask for their slices."
 
     async def get(self) -> None:
-        user = getattr(self.current_user, "orm_user", None)
-        if user is None:
-            raise web.HTTPError(403, "Only a user, or their server, can ask for their slices.")
-        if not has_scope(f"{SCOPE_OWN_SLICES}!user={user.name}", self.parsed_scopes, db=self.db):
-            raise web.HTTPError(403, f"Action requires the scope {SCOPE_OWN_SLICES}")
+        user = self.own_user()
         samples = AgentSamples.instance(config=self.settings["config"])
         manager = self.slice_manager
         mine = [a for a in manager.allocations() if a.owner.user == user.name]

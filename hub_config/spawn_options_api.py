@@ -12,27 +12,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from jupyterhub.scopes import has_scope
-from tornado import web
-
-from spawner.allocation_api import SliceAPIHandler
-
 from .model import AiConsoleConfig
+from .own_user_api import OwnUserHandler
 from .roles import SCOPE_SPAWN_OPTIONS
 from .spawn_form import current_availability
 
 
-class SpawnOptionsHandler(SliceAPIHandler):
-    def initialize(self, ai_console: AiConsoleConfig) -> None:
-        self.ai_console = ai_console
+class SpawnOptionsHandler(OwnUserHandler):
+    scope = SCOPE_SPAWN_OPTIONS
+    no_user = "Only a logged-in user can ask for their spawn options."
 
     async def get(self) -> None:
-        # The hub hands handlers its User wrapper; services and anonymous callers have none.
-        user = getattr(self.current_user, "orm_user", None)
-        if user is None:
-            raise web.HTTPError(403, "Only a logged-in user can ask for their spawn options.")
-        if not has_scope(f"{SCOPE_SPAWN_OPTIONS}!user={user.name}", self.parsed_scopes, db=self.db):
-            raise web.HTTPError(403, f"Action requires the scope {SCOPE_SPAWN_OPTIONS}")
+        user = self.own_user()
         spawner = user.orm_spawners.get("")
         options = (spawner.user_options or {}) if spawner is not None else {}
         groups = [group.name for group in user.groups]

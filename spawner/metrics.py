@@ -25,7 +25,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from gpu_fraction.model import OWNER_KINDS
+from gpu_fraction.model import OWNER_KINDS, free_share
 
 #: Why a reservation was refused. ``quota``: over the project's GPU quota; ``no_capacity``:
 #: no GPU (or node) of the type has room now; ``unknown_gpu_type``: no GPU of that type at all;
@@ -164,15 +164,15 @@ def _fill(
     in_use: GaugeMetricFamily,
 ) -> None:
     gpus: dict[str, int] = {}
-    free_share: dict[str, float] = {}
+    free_by_type: dict[str, Fraction] = {}
     counts: dict[tuple[str, str, str], int] = {}
     held: dict[str, Fraction] = {}
     seen: set[str] = set()
     for entry in source.usage():  # one snapshot, taken under the allocator's lock
         gpu = entry["gpu"]
         gpus[gpu.gpu_type] = gpus.get(gpu.gpu_type, 0) + 1
-        share = min(entry["free_memory_mib"] / gpu.memory_mib, entry["free_compute"] / 100)
-        free_share[gpu.gpu_type] = free_share.get(gpu.gpu_type, 0.0) + max(0.0, share)
+        share = free_share(gpu, entry["free_memory_mib"], entry["free_compute"])
+        free_by_type[gpu.gpu_type] = free_by_type.get(gpu.gpu_type, Fraction(0)) + share
         for allocation in entry["allocations"]:
             if allocation.id in seen:  # a multi-GPU slice is listed under each of its GPUs
                 continue
@@ -185,7 +185,7 @@ def _fill(
                 held[project] = held.get(project, Fraction(0)) + allocation.fraction
     for gpu_type in sorted(gpus):
         capacity.add_metric([gpu_type], gpus[gpu_type])
-        free.add_metric([gpu_type], free_share[gpu_type])
+        free.add_metric([gpu_type], float(free_by_type[gpu_type]))
         for state in STATES:  # every state present, 0 included, so panels need no fill
             for kind in OWNER_KINDS:
                 slices.add_metric([gpu_type, state, kind], counts.get((gpu_type, state, kind), 0))
