@@ -3,8 +3,11 @@
 For a user (cookie) or their server's token (scope custom:ai-console:own-slices for its own
 user): each slice's server name, kind, GPU type and share, how long it has been idle (null
 unless flagged) and in how many minutes the hub stops its server for idleness (null unless it
-will). The Lab extension warns its user from this. There is no parameter naming a user, so no
-scope shows anyone else's slices.
+will), and the node agent's readings of it: GPU memory its processes hold and, for a slice of
+whole GPUs, their utilisation (null where no agent reports its GPUs; a fraction's own
+utilisation cannot be told apart on a shared GPU). The Lab extension warns its user from this,
+and shows the readings where the server cannot read NVML for its own processes. There is no
+parameter naming a user, so no scope shows anyone else's slices.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ class MySlicesHandler(OwnUserHandler):
                 "committed": manager.is_committed(a.id),
                 "idle_minutes": _whole_minutes(samples.idle_minutes_of(a.id)),
                 "stops_in_minutes": _whole_minutes(samples.stops_in_minutes_of(a), up=True),
+                **samples.readings_of(a),
             }
             for a in mine
         ]

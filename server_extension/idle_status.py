@@ -1,9 +1,11 @@
-"""Whether the hub finds this server's GPU slice idle, and when it will stop the server.
+"""Whether the hub finds this server's GPU slice idle, when it will stop the server, and
+what the node agent reads of the slice.
 
 The hub answers ``GET {JUPYTERHUB_API_URL}/ai-console/my-slices`` for the token's own user::
 
     {"slices": [{"server": "", "kind": "notebook", "gpu_type": "RTX3090", "share": "1/4",
-                 "idle_minutes": 42, "stops_in_minutes": 8}]}
+                 "idle_minutes": 42, "stops_in_minutes": 8, "memory_used_mib": 1229,
+                 "utilization_percent": null}]}
 
 This server's entry is the notebook slice named as the hub named the server
 (``JUPYTERHUB_SERVER_NAME``, "" for the default server). The slice status
@@ -41,15 +43,15 @@ CACHE_S = 30.0
 TIMEOUT_S = 3.0
 
 
-def _minutes(value: Any) -> int | None:
-    """A count of minutes as the hub gives it, or None (absent, null or not a number)."""
+def _count(value: Any) -> int | None:
+    """A count (minutes, MiB) as the hub gives it, or None (absent, null or not a number)."""
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return max(0, int(value))
 
 
-def pick_idle(answer: Any, server_name: str) -> dict[str, int | None] | None:
-    """This server's ``idle`` from the hub's answer; None when the answer has no entry for it."""
+def find_entry(answer: Any, server_name: str) -> Mapping[str, Any] | None:
+    """This server's entry in the hub's answer; None when there is none."""
     slices = answer.get("slices") if isinstance(answer, Mapping) else None
     if not isinstance(slices, list):
         return None
@@ -57,11 +59,33 @@ def pick_idle(answer: Any, server_name: str) -> dict[str, int | None] | None:
         if not isinstance(entry, Mapping):
             continue
         if entry.get("kind") == "notebook" and (entry.get("server") or "") == server_name:
-            return {
-                "idle_minutes": _minutes(entry.get("idle_minutes")),
-                "stops_in_minutes": _minutes(entry.get("stops_in_minutes")),
-            }
+            return entry
     return None
+
+
+def idle_of(entry: Mapping[str, Any] | None) -> dict[str, int | None] | None:
+    """The ``idle`` of an entry (None: no entry)."""
+    if entry is None:
+        return None
+    return {
+        "idle_minutes": _count(entry.get("idle_minutes")),
+        "stops_in_minutes": _count(entry.get("stops_in_minutes")),
+    }
+
+
+def readings_of(entry: Mapping[str, Any] | None) -> dict[str, int | None]:
+    """The node agent's readings of the slice in an entry (None each where not given)."""
+    entry = entry or {}
+    rate = _count(entry.get("utilization_percent"))
+    return {
+        "memory_used_mib": _count(entry.get("memory_used_mib")),
+        "utilization_percent": None if rate is None else min(100, rate),
+    }
+
+
+def pick_idle(answer: Any, server_name: str) -> dict[str, int | None] | None:
+    """This server's ``idle`` from the hub's answer; None when the answer has no entry for it."""
+    return idle_of(find_entry(answer, server_name))
 
 
 class IdleStatus:
@@ -84,7 +108,7 @@ class IdleStatus:
         self.timeout_s = timeout_s
         self._clock = clock
         self._http: AsyncHTTPClient | None = None
-        self._value: dict[str, int | None] | None = None
+        self._value: Mapping[str, Any] | None = None
         self._fetched_at: float | None = None
         self._pending: asyncio.Future | None = None
 
@@ -95,6 +119,10 @@ class IdleStatus:
 
     async def get(self) -> dict[str, int | None] | None:
         """``{"idle_minutes", "stops_in_minutes"}`` for this server, or None (unknown)."""
+        return idle_of(await self.entry())
+
+    async def entry(self) -> Mapping[str, Any] | None:
+        """This server's entry in the hub's answer, or None (unknown)."""
         if not self.url.startswith("http") or not self.token:
             return None
         now = self._clock()
@@ -110,7 +138,7 @@ class IdleStatus:
             if self._pending is pending and pending.done():
                 self._pending = None
 
-    async def _refresh(self) -> dict[str, int | None] | None:
+    async def _refresh(self) -> Mapping[str, Any] | None:
         try:
             value = await self._fetch()
         except Exception as err:  # unreachable, refused, slow, not JSON: unknown
@@ -119,7 +147,7 @@ class IdleStatus:
         self._value, self._fetched_at = value, self._clock()
         return value
 
-    async def _fetch(self) -> dict[str, int | None] | None:
+    async def _fetch(self) -> Mapping[str, Any] | None:
         if self._http is None:
             self._http = http_client()
         request = HTTPRequest(
@@ -129,4 +157,4 @@ class IdleStatus:
             request_timeout=self.timeout_s,
         )
         response = await self._http.fetch(request)
-        return pick_idle(json.loads(response.body or b"{}"), self.server_name)
+        return find_entry(json.loads(response.body or b"{}"), self.server_name)

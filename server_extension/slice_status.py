@@ -6,7 +6,9 @@ the pod's ``ai-console/...`` annotations). What it *uses* (GPU memory and SM uti
 server's own processes: its kernels and terminals) comes from NVML on the visible devices, when
 NVML works and can tell which processes are ours. Otherwise a reading is ``null`` (unknown),
 never a guess: inside a container NVML reports host PIDs, which a server in its own PID
-namespace cannot match to its processes. A simulated slice has no device, so its readings are
+namespace cannot match to its processes; there the node agent's readings, which the hub
+passes on with the idle verdict, fill them in (``readings_from`` says whose they are). A
+simulated slice has no device, so its readings are
 ``null`` and ``simulated`` is true. A server without a slice (CPU only) answers
 ``{"gpu": null, "idle": null}``.
 
@@ -38,7 +40,7 @@ from gpu_fraction import keys
 from gpu_fraction.enforcement import ENV_CUDA_VISIBLE_DEVICES, ENV_NVIDIA_VISIBLE_DEVICES
 
 from .handlers import AiConsoleHandler
-from .idle_status import IdleStatus
+from .idle_status import IdleStatus, idle_of, readings_of
 
 logger = logging.getLogger(__name__)
 
@@ -328,8 +330,22 @@ def status_body(info: SliceInfo | None, usage: list[DeviceUsage] | None) -> dict
             "compute_max_percent": info.compute_max_percent,
             "simulated": info.simulated,
             "devices": devices,
+            # Who read memory_used_mib and utilization_percent (None: nobody could).
+            "readings_from": "nvml" if used is not None or utilization is not None else None,
         }
     }
+
+
+def add_agent_readings(gpu: dict[str, Any], readings: Mapping[str, int | None]) -> None:
+    """Fill the readings NVML could not give with the node agent's, through the hub: inside a
+    container NVML reports host PIDs, which this server cannot match to its processes, while
+    the agent on the node can. ``readings_from`` says whose they are."""
+    if gpu["simulated"]:
+        return
+    for name in ("memory_used_mib", "utilization_percent"):
+        if gpu[name] is None and readings.get(name) is not None:
+            gpu[name] = readings[name]
+            gpu["readings_from"] = "node agent"
 
 
 def current_status(env: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -359,9 +375,12 @@ class SliceStatusHandler(AiConsoleHandler):
     async def get(self) -> None:
         has_slice = slice_from_environment(os.environ) is not None
         # A server without a slice has nothing the hub could find idle: it is not asked.
-        idle_call = self.idle_status.get() if has_slice else _nothing()
-        body, idle = await asyncio.gather(asyncio.to_thread(current_status), idle_call)
-        body["idle"] = idle if body.get("gpu") is not None else None
+        hub_call = self.idle_status.entry() if has_slice else _nothing()
+        body, entry = await asyncio.gather(asyncio.to_thread(current_status), hub_call)
+        body["idle"] = None
+        if body.get("gpu") is not None:
+            body["idle"] = idle_of(entry)
+            add_agent_readings(body["gpu"], readings_of(entry))
         self.set_header("Cache-Control", "no-store")
         self.send(200, body)
 

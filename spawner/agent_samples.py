@@ -171,6 +171,20 @@ class AgentSamples(SingletonConfigurable):
                 self.log.warning("could not read the node agents: %s", err)
             await asyncio.sleep(self.interval)
 
+    def readings_of(self, allocation: Allocation) -> dict[str, int | None]:
+        """The slice as its agent reports it: ``memory_used_mib`` (its processes' GPU memory)
+        and ``utilization_percent`` (of its whole GPUs; None for a fraction of a shared GPU);
+        both None where no agent reports its GPUs."""
+        reported = [self.gpus[u] for u in allocation.gpu_uuids if u in self.gpus]
+        if not reported:
+            return {"memory_used_mib": None, "utilization_percent": None}
+        rates = [g.utilization_percent for g in reported if g.utilization_percent is not None]
+        whole = allocation.is_whole and len(rates) == len(reported)
+        return {
+            "memory_used_mib": round(self.slice_memory_mib.get(allocation.id, 0.0)),
+            "utilization_percent": round(sum(rates) / len(rates)) if whole else None,
+        }
+
     def utilization_by_type(self, gpus: Iterable[GPU]) -> dict[str, list[float]]:
         """Per GPU type, the utilisation (percent) of each of ``gpus`` whose agent reported it
         within the last two reads; GPUs not reported (or too long ago) are left out."""

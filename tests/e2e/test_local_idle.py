@@ -64,6 +64,9 @@ def test_an_idle_notebook_is_flagged_its_user_warned_then_stopped(tmp_path: Path
             page.goto(f"{hub.url}/user/student1/lab")
             mine = wait_for(flagged, 60, "the slice flagged idle")
             assert (mine["server"], mine["gpu_type"], mine["share"]) == ("", "RTX3090", "1/4")
+            # The agent's readings, for a Lab that cannot read NVML itself: nothing held; a
+            # quarter's own utilisation cannot be told on a shared GPU.
+            assert (mine["memory_used_mib"], mine["utilization_percent"]) == (0, None)
             assert mine["stops_in_minutes"] in (1, 2)  # under 75 s left, rounded up
             # The user is warned in Lab: the status bar counts down, a notification says why.
             label = page.get_by_test_id("ai-console-slice-label")

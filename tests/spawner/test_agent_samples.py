@@ -102,6 +102,13 @@ async def test_idle_slices_are_flagged_after_the_configured_time(
         slice_on("elsewhere", "GPU-no-agent", "1/2"),  # no agent reports it: unknown
     ]
     assert [samples.busy(a) for a in held] == [True, False, False, None]
+    # What the hub tells each slice's server of it (its Lab cannot read NVML in a container).
+    assert [samples.readings_of(a) for a in held] == [
+        {"memory_used_mib": 20000, "utilization_percent": None},  # a fraction: GPU shared
+        {"memory_used_mib": 0, "utilization_percent": None},
+        {"memory_used_mib": 1200, "utilization_percent": 2},  # its own GPU's utilisation
+        {"memory_used_mib": None, "utilization_percent": None},
+    ]
     samples.track_idle(held)
     clock.now += 29 * 60
     samples.track_idle(held)

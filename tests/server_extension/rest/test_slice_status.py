@@ -103,6 +103,7 @@ def test_a_simulated_slice_comes_from_the_environment_with_no_readings(
             "compute_max_percent": 100,
             "simulated": True,
             "devices": [],
+            "readings_from": None,
         },
         "idle": None,  # no hub to ask
     }
@@ -129,6 +130,7 @@ def test_readings_come_from_the_nvml_seam_for_our_processes(
     assert gpu["memory_used_mib"] == 1229
     assert gpu["utilization_percent"] == 35
     assert gpu["simulated"] is False
+    assert gpu["readings_from"] == "nvml"
     assert gpu["devices"] == [
         {
             "id": UUID,
@@ -373,6 +375,23 @@ def test_a_cpu_only_server_does_not_ask_the_hub(
 )
 def test_an_answer_without_this_servers_entry_is_unknown(answer):
     assert pick_idle(answer, "") is None
+
+
+def test_in_a_container_the_node_agents_readings_fill_in(
+    jp_fetch, jp_asyncio_loop, environment, monkeypatch, fake_hub
+):
+    """NVML sees the host's PIDs, so it cannot tell this server's memory: the hub passes on
+    what the node agent read of the slice."""
+    environment({**SLICE_ENV, keys.ENV_GPU_SIMULATED: "false", "NVIDIA_VISIBLE_DEVICES": UUID})
+    unattributed = DeviceUsage(UUID, UUID, "NVIDIA GeForce RTX 3090", 24576, None, None)
+    monkeypatch.setattr(slice_status, "read_usage", lambda devices, pids: [unattributed])
+    fake_hub.answer = {
+        "slices": [{**notebook_slice(idle=None, stops=None), "memory_used_mib": 1229}]
+    }
+    gpu = get_slice(jp_fetch, jp_asyncio_loop)["gpu"]
+    assert (gpu["memory_used_mib"], gpu["memory_cap_mib"]) == (1229, 6144)
+    assert gpu["utilization_percent"] is None  # a quarter's own utilisation is not known
+    assert gpu["readings_from"] == "node agent"
 
 
 def test_odd_minutes_are_unknown_or_clamped():
