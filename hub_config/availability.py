@@ -29,24 +29,28 @@ class ProjectAvailability:
     reason: str = ""
 
     @property
-    def note(self) -> str:
+    def note(self) -> texts.Text:
         return texts.free_note(self.free, self.reason)
 
-    @property
-    def label(self) -> str:
+    def label_in(self, translate: texts.Translate = texts.english) -> str:
         """The project's entry in the form's project choice."""
         if self.free is None:
             return self.project.display_name
-        return texts.PROJECT_CHOICE.format(project=self.project.display_name, note=self.note)
+        note = texts.say(self.note, translate)
+        return texts.PROJECT_CHOICE.format(project=self.project.display_name, note=note)
 
-    def as_dict(self) -> dict[str, Any]:
+    @property
+    def label(self) -> str:
+        return self.label_in()
+
+    def as_dict(self, translate: texts.Translate = texts.english) -> dict[str, Any]:
         return {
             "slug": self.project.slug,
             "display_name": self.project.display_name,
             "free": self.free,
-            "reason": self.reason,
-            "note": self.note,
-            "label": self.label,
+            "reason": texts.say(self.reason, translate),
+            "note": texts.say(self.note, translate),
+            "label": self.label_in(translate),
         }
 
 
@@ -69,20 +73,21 @@ class ProfileAvailability:
         return self.free == 0
 
     @property
-    def note(self) -> str:
+    def note(self) -> texts.Text:
         return texts.free_note(self.free, self.reason)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON shape of the spawn-options API and of ``ai_console.availability``."""
+    def as_dict(self, translate: texts.Translate = texts.english) -> dict[str, Any]:
+        """The JSON shape of the spawn-options API and of ``ai_console.availability``; the
+        counts and reasons in the reader's language (``translate``)."""
         return {
             "slug": self.profile.slug,
             "display_name": self.profile.display_name,
             "free": self.free,
             "disabled": self.disabled,
-            "reason": self.reason,
-            "note": self.note,
+            "reason": texts.say(self.reason, translate),
+            "note": texts.say(self.note, translate),
             "project": self.project,
-            "projects": [p.as_dict() for p in self.projects],
+            "projects": [p.as_dict(translate) for p in self.projects],
         }
 
 
@@ -160,10 +165,7 @@ def _why_none(options: tuple[ProjectAvailability, ...]) -> str:
     reasons = list(dict.fromkeys(o.reason for o in options))
     if len(reasons) == 1:
         return reasons[0]
-    return "; ".join(
-        texts.PROJECT_REASON.format(project=o.project.display_name, reason=o.reason)
-        for o in options
-    )
+    return texts.each_project([(o.project.display_name, o.reason) for o in options])
 
 
 def _preselect(

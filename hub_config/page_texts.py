@@ -11,6 +11,7 @@ translation shows English, never a key. ``locale/<language>.json`` holds one cat
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
 
@@ -26,3 +27,33 @@ def catalogues() -> dict[str, dict[str, str]]:
         path.stem: json.loads(path.read_text(encoding="utf-8"))
         for path in sorted(LOCALE.glob("*.json"))
     }
+
+
+def language_of(accept_language: str | None) -> str:
+    """The language to answer in for an ``Accept-Language`` header, by the rule page.html's
+    script applies to the browser's languages: the first preferred that is Traditional
+    Chinese (``zh-TW``, ``zh-HK``, ``zh-MO``, ``zh-Hant``) or English; English otherwise."""
+    ranked: list[tuple[float, int, str]] = []
+    for position, part in enumerate((accept_language or "").split(",")):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        if tag and quality > 0:
+            ranked.append((-quality, position, tag.strip().lower()))
+    for _, _, tag in sorted(ranked):
+        if tag.startswith(("zh-tw", "zh-hk", "zh-mo", "zh-hant")) and "zh-TW" in catalogues():
+            return "zh-TW"
+        if tag.startswith("en"):
+            break
+    return "en"
+
+
+def translator(accept_language: str | None) -> Callable[[str], str]:
+    """English text -> the text in the language :func:`language_of` picks (English where the
+    catalogue has none)."""
+    texts = catalogues().get(language_of(accept_language), {})
+    return lambda english: texts.get(english, english)

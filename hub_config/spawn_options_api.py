@@ -5,7 +5,8 @@ custom:ai-console:spawn-options for its own user), each of their profiles: slug,
 name, how many could start now (``free``, ``null`` for CPU-only), whether the form disables
 it and why, and the projects it may be charged to with the same counts. It never answers for
 anyone else: there is no parameter naming a user, so no scope, however broad, shows another
-user's view. The spawn form's script polls it to refresh its counts.
+user's view. The spawn form's script polls it to refresh its counts; the counts and reasons are
+in the language of the request's Accept-Language (English or zh-TW).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from .model import AiConsoleConfig
 from .own_user_api import OwnUserHandler
+from .page_texts import translator
 from .roles import SCOPE_SPAWN_OPTIONS
 from .spawn_form import current_availability
 
@@ -31,7 +33,11 @@ class SpawnOptionsHandler(OwnUserHandler):
             self.ai_console, user.name, groups, self.slice_manager, options
         )
         self.set_header("Cache-Control", "no-store")
-        self.write_json(200, {"user": user.name, "profiles": [s.as_dict() for s in spots]})
+        # The counts and reasons in the language the browser asks for (the form's script sends
+        # its Accept-Language), as page.html translates the rest of the page.
+        translate = translator(self.request.headers.get("Accept-Language"))
+        profiles = [spot.as_dict(translate) for spot in spots]
+        self.write_json(200, {"user": user.name, "profiles": profiles})
 
 
 def handlers(config: AiConsoleConfig) -> list[tuple[str, type, dict[str, Any]]]:

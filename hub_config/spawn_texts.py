@@ -1,6 +1,8 @@
 """Every text the spawn form, its API and the spawn-time refusals show, in one place.
 
-Kept together so a translation (zh-TW) can follow one file. GPU amounts are written one way
+Kept together so a translation can follow one file: the form's counts and reasons are
+:class:`Text`, said again in the reader's language by the spawn-options API (zh-TW in
+``hub_config/locale``); the refusals at spawn time are English. GPU amounts are written one way
 everywhere, as exact fractions (``1/4``, ``1 3/4``, ``2``): a quota is a sum of slice sizes, and a
 decimal like 0.33 would hide whether a 1/3 slice still fits.
 
@@ -10,12 +12,41 @@ Refusals are worded for who reads them: a member (a student), an admin of the pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 #: Who reads a refusal.
 Reader = Literal["member", "project-admin", "platform-admin"]
+#: English text -> the reader's language (hub_config.page_texts.translator).
+Translate = Callable[[str], str]
+
+
+def english(text: str) -> str:
+    return text
+
+
+class Text(str):
+    """A sentence in English that remembers its template and values, so that it can be said
+    again in the reader's language (:meth:`render`). It is the English string everywhere else:
+    compared, joined and formatted as one."""
+
+    template: str
+    values: dict[str, Any]
+
+    def __new__(cls, template: str, **values: Any) -> Text:
+        text = super().__new__(cls, template.format(**values))
+        text.template, text.values = template, values
+        return text
+
+    def render(self, translate: Translate = english) -> str:
+        values = {k: say(v, translate) for k, v in self.values.items()}
+        return translate(self.template).format(**values)
+
+
+def say(value: Any, translate: Translate = english) -> Any:
+    """``value`` in the reader's language where it is a :class:`Text`, else as it is."""
+    return value.render(translate) if isinstance(value, Text) else value
 
 
 def gpu_amount(amount: Fraction | int) -> str:
@@ -27,9 +58,9 @@ def gpu_amount(amount: Fraction | int) -> str:
     return f"{whole} {rest}" if whole else str(rest)
 
 
-def gpus(amount: Fraction | int) -> str:
+def gpus(amount: Fraction | int) -> Text:
     """``1/4 GPU``, ``1 GPU``, ``1 3/4 GPUs``."""
-    return f"{gpu_amount(amount)} GPU{'s' if Fraction(amount) > 1 else ''}"
+    return Text(SEVERAL_GPUS if Fraction(amount) > 1 else ONE_GPU, amount=gpu_amount(amount))
 
 
 def quoted(name: str) -> str:
@@ -63,33 +94,61 @@ QUOTA_TOO_SMALL = "it needs {need}, more than the whole {kind} quota of {quota}"
 NO_QUOTA = "the {kind} has no GPU quota"
 #: One project's reason, when a profile fits several of the user's projects.
 PROJECT_REASON = "{project}: {reason}"
+ONE_GPU = "{amount} GPU"
+SEVERAL_GPUS = "{amount} GPUs"
+#: The project kinds, as sentences name them.
+KINDS = ("course", "lab")
+#: The form's texts that are said in the reader's language (hub_config/locale).
+FORM_TEXTS = (
+    FREE_NOW,
+    NONE_FREE,
+    ALL_SLICES_TAKEN,
+    ALL_GPUS_TAKEN,
+    NO_NODE_WITH,
+    NO_SUCH_GPU,
+    QUOTA_USED,
+    QUOTA_TOO_SMALL,
+    NO_QUOTA,
+    PROJECT_REASON,
+    SEVERAL_GPUS,  # ONE_GPU reads the same in zh-TW
+    *KINDS,
+)
 
 
-def free_note(count: int | None, reason: str) -> str:
+def free_note(count: int | None, reason: str) -> Text:
     """The count of a GPU profile ("3 free now", "none free now: <reason>"), "" for CPU-only."""
     if count is None:
-        return ""
-    return FREE_NOW.format(count=count) if count else NONE_FREE.format(reason=reason)
+        return Text("")
+    return Text(FREE_NOW, count=count) if count else Text(NONE_FREE, reason=reason)
 
 
-def hardware_reason(fraction: Fraction, gpu_type: str, known_type: bool) -> str:
+def hardware_reason(fraction: Fraction, gpu_type: str, known_type: bool) -> Text:
     """Why no slice of this size can start on the hardware."""
     if not known_type:
-        return NO_SUCH_GPU.format(gpu_type=gpu_type)
+        return Text(NO_SUCH_GPU, gpu_type=gpu_type)
     if fraction < 1:
-        return ALL_SLICES_TAKEN.format(fraction=gpu_amount(fraction), gpu_type=gpu_type)
+        return Text(ALL_SLICES_TAKEN, fraction=gpu_amount(fraction), gpu_type=gpu_type)
     if fraction == 1:
-        return ALL_GPUS_TAKEN.format(gpu_type=gpu_type)
-    return NO_NODE_WITH.format(count=gpu_amount(fraction), gpu_type=gpu_type)
+        return Text(ALL_GPUS_TAKEN, gpu_type=gpu_type)
+    return Text(NO_NODE_WITH, count=gpu_amount(fraction), gpu_type=gpu_type)
 
 
-def quota_reason(kind: str, quota: Fraction, used: Fraction, need: Fraction) -> str:
+def quota_reason(kind: str, quota: Fraction, used: Fraction, need: Fraction) -> Text:
     """Why a project's quota leaves no room for a slice of ``need`` GPUs."""
+    named = Text(kind)
     if quota == 0:
-        return NO_QUOTA.format(kind=kind)
+        return Text(NO_QUOTA, kind=named)
     if need > quota:
-        return QUOTA_TOO_SMALL.format(need=gpus(need), kind=kind, quota=gpus(quota))
-    return QUOTA_USED.format(kind=kind, used=gpu_amount(used), quota=gpus(quota))
+        return Text(QUOTA_TOO_SMALL, need=gpus(need), kind=named, quota=gpus(quota))
+    return Text(QUOTA_USED, kind=named, used=gpu_amount(used), quota=gpus(quota))
+
+
+def each_project(reasons: Sequence[tuple[str, str]]) -> Text:
+    """Several projects' reasons, one after the other: ``cs101: <reason>; ml-lab: <reason>``."""
+    values = {
+        f"p{i}": Text(PROJECT_REASON, project=p, reason=r) for i, (p, r) in enumerate(reasons)
+    }
+    return Text("; ".join(f"{{{name}}}" for name in values), **values)
 
 
 # --- refusals at spawn time -----------------------------------------------------------------

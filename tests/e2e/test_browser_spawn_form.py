@@ -82,6 +82,25 @@ def test_the_spawn_form_shows_what_a_student_could_start_and_keeps_it_current(
         expect(course).to_be_disabled()
         screenshot(page, "spawn-form-live")
 
+        # The same form for a browser that prefers Traditional Chinese: the headings, counts
+        # and reasons in zh-TW (the admin's profile and project names as written).
+        chinese = browser.new_page(locale="zh-TW")
+        log_in(chinese, local_hub.url, "student1", PASSWORD)
+        chinese.wait_for_url(re.compile(r".*/hub/spawn.*"))
+        expect(chinese.locator("#ai-console-spawn-form > p").first).to_have_text(
+            "選擇伺服器要使用的環境："
+        )
+        expect(profile(chinese, A100).locator(".ai-console-note")).to_have_text(
+            "目前無可用：所有 A100 GPU 都已被使用"
+        )
+        expect(profile(chinese, QUARTER).locator(".ai-console-note")).to_have_text("目前可用 1 個")
+        half = profile(chinese, HALF).locator('option[value="cs101"]')
+        expect(half).to_have_text(
+            "Intro to Deep Learning · 目前無可用：課程配額已用 1/2 GPU 中的 1/4"
+        )
+        screenshot(chinese, "spawn-form-zh-tw")
+        chinese.close()
+
         # The half is charged to the lab.
         profile(page, HALF).locator('input[name="profile"]').check()
         page.click("input[type=submit], button[type=submit]")

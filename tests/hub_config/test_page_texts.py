@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+from fractions import Fraction
 from pathlib import Path
 
+import pytest
+
 from hub_config import spawn_texts
-from hub_config.page_texts import catalogues
+from hub_config.page_texts import catalogues, language_of, translator
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "hub_config" / "templates"
 #: An element marked for translation, and its (English) text.
@@ -32,8 +35,8 @@ def english_texts() -> set[str]:
             elif text:
                 found.add(text)
         found.update(text for _, text in CALLED.findall(source))
-    # Owner kinds the console script translates by value.
-    return found | {"notebook", "job"}
+    # Owner kinds the console script translates by value; the spawn form's counts and reasons.
+    return found | {"notebook", "job"} | set(spawn_texts.FORM_TEXTS)
 
 
 def test_every_marked_text_has_a_traditional_chinese_translation() -> None:
@@ -50,3 +53,35 @@ def test_translations_keep_their_placeholders() -> None:
     for english, chinese in catalogues()["zh-TW"].items():
         assert set(PLACEHOLDER.findall(english)) == set(PLACEHOLDER.findall(chinese)), english
         assert chinese.strip() and chinese != english, english
+
+
+@pytest.mark.parametrize(
+    ("header", "language"),
+    [
+        ("zh-TW,zh;q=0.9,en-US;q=0.8", "zh-TW"),
+        ("zh-Hant-HK", "zh-TW"),
+        ("en-US,zh-TW;q=0.9", "en"),
+        ("fr-FR,zh-TW;q=0.5", "zh-TW"),  # no French: the next we have
+        ("en;q=0.1,zh-HK;q=0.8", "zh-TW"),  # by quality, not by order
+        ("zh-CN,zh;q=0.9", "en"),  # Simplified Chinese is not offered Traditional
+        ("zh-TW;q=0", "en"),
+        ("", "en"),
+        (None, "en"),
+        ("zh-TW;q=oops", "en"),
+    ],
+)
+def test_the_language_follows_the_browsers_preferences(header, language) -> None:
+    assert language_of(header) == language
+
+
+def test_the_spawn_forms_reasons_are_said_in_the_readers_language() -> None:
+    reason = spawn_texts.quota_reason("course", Fraction(1, 2), Fraction(1, 2), Fraction(1, 4))
+    note = spawn_texts.free_note(0, reason)
+    assert note == "none free now: course quota used: 1/2 of 1/2 GPU"
+    assert note.render(translator("zh-TW")) == "目前無可用：課程配額已用 1/2 GPU 中的 1/2"
+    taken = spawn_texts.hardware_reason(Fraction(1), "A100", known_type=True)
+    several = spawn_texts.each_project([("CS 101", reason), ("Vision Lab", taken)])
+    assert several.render(translator("zh-TW")) == (
+        "CS 101：課程配額已用 1/2 GPU 中的 1/2; Vision Lab：所有 A100 GPU 都已被使用"
+    )
+    assert str(several).endswith("; Vision Lab: all A100 GPUs are taken")
