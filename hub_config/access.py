@@ -245,7 +245,7 @@ def check_spawn(
     # user_options can arrive as any JSON through the REST API, so check the types too.
     for name, value in (("profile", profile_slug), ("project", project_slug)):
         if value is not None and not isinstance(value, str):
-            raise SpawnRefused(texts.TYPE_REFUSED.format(name=name, value=value))
+            raise SpawnRefused(texts.Text(texts.TYPE_REFUSED, name=name, value=value))
     groups = set(groups)
     visible = profiles_for(config, user, groups)
     profile = _pick_profile(config, visible, profile_slug, user)
@@ -291,19 +291,23 @@ def _pick_profile(
     if not slug:
         if not visible:
             reader = reader_of(config, user, None)
-            raise SpawnRefused(texts.NO_PROFILE[reader].format(source=config.source))
+            raise SpawnRefused(texts.Text(texts.NO_PROFILE[reader], source=config.source))
         return next((p for p in visible if p.default), visible[0])
     profile = config.profile(slug)
     if profile is None:
-        raise SpawnRefused(texts.UNKNOWN_PROFILE.format(slug=slug))
+        raise SpawnRefused(texts.Text(texts.UNKNOWN_PROFILE, slug=slug))
     if profile not in visible:
         owners = [config.projects[s] for s in profile.projects or () if s in config.projects]
-        who = texts.ADMIN_OF_SEVERAL
+        who: str = texts.Text(texts.ADMIN_OF_SEVERAL)
         if len(owners) == 1:
-            who = texts.ADMIN_OF_ONE.format(kind=owners[0].kind, project=owners[0].display_name)
+            kind = texts.Text(owners[0].kind)
+            who = texts.Text(texts.ADMIN_OF_ONE, kind=kind, project=owners[0].display_name)
         raise SpawnRefused(
-            texts.NOT_YOUR_PROFILE.format(
-                profile=texts.quoted(profile.display_name), projects=_names(owners), who=who
+            texts.Text(
+                texts.NOT_YOUR_PROFILE,
+                profile=texts.quoted(profile.display_name),
+                projects=_names(owners),
+                who=who,
             )
         )
     return profile
@@ -320,14 +324,15 @@ def _pick_project(
         return fits[0]
     if not fits:
         if profile.projects is not None:  # defensive: the loader makes this unreachable
-            raise SpawnRefused(texts.FITS_NONE.format(profile=name))
+            raise SpawnRefused(texts.Text(texts.FITS_NONE, profile=name))
         return None
     default = config.settings.default_project
     chosen = next((p for p in fits if p.slug == default), None)
     if chosen is None:
-        reason = texts.SEVERAL_FIT.format(profile=name, projects=_names(fits))
+        reason: str = texts.Text(texts.SEVERAL_FIT, profile=name, projects=_names(fits))
         if is_platform_admin(config, user):
-            reason += texts.SEVERAL_FIT_DEFAULT.format(source=config.source)
+            default_hint = texts.Text(texts.SEVERAL_FIT_DEFAULT, source=config.source)
+            reason = texts.joined(reason, default_hint)
         raise SpawnRefused(reason)
     return chosen
 
@@ -344,29 +349,29 @@ def _check_chosen_project(
     mine = projects_of(config, user, groups)
     project = config.project(slug)
     if project is None or project not in mine:
-        choice = texts.NO_PROJECT_OF_YOURS
+        choice = texts.Text(texts.NO_PROJECT_OF_YOURS)
         if mine:
-            choice = texts.PICK_YOUR_PROJECT.format(projects=_names(mine))
+            choice = texts.Text(texts.PICK_YOUR_PROJECT, projects=_names(mine))
         if project is None:
-            raise SpawnRefused(texts.UNKNOWN_PROJECT.format(slug=slug, choice=choice))
-        raise SpawnRefused(texts.NOT_A_MEMBER.format(project=project.display_name, choice=choice))
+            raise SpawnRefused(texts.Text(texts.UNKNOWN_PROJECT, slug=slug, choice=choice))
+        name = project.display_name
+        raise SpawnRefused(texts.Text(texts.NOT_A_MEMBER, project=name, choice=choice))
     if project in fits:
         return project
     words = {"profile": texts.quoted(profile.display_name), "project": project.display_name}
     image_refused = profile.projects is None or slug in profile.projects
     if image_refused:
-        reason = texts.IMAGE_NOT_ALLOWED.format(image=profile.image.display_name, **words)
+        parts = [texts.Text(texts.IMAGE_NOT_ALLOWED, image=profile.image.display_name, **words)]
     else:
-        reason = texts.NOT_OFFERED_TO.format(**words)
+        parts = [texts.Text(texts.NOT_OFFERED_TO, **words)]
     if fits:
-        reason += texts.CHARGE_INSTEAD.format(projects=_names(fits))
+        parts.append(texts.Text(texts.CHARGE_INSTEAD, projects=_names(fits)))
     else:
-        reason += texts.PICK_ANOTHER_PROFILE
+        parts.append(texts.Text(texts.PICK_ANOTHER_PROFILE))
     if image_refused and is_platform_admin(config, user):
-        reason += texts.ALLOW_IMAGE.format(
-            image_key=profile.image.key, slug=slug, source=config.source
-        )
-    raise SpawnRefused(reason)
+        key = profile.image.key
+        parts.append(texts.Text(texts.ALLOW_IMAGE, image_key=key, slug=slug, source=config.source))
+    raise SpawnRefused(texts.joined(*parts))
 
 
 def _check_quota(
@@ -383,20 +388,24 @@ def _check_quota(
     assert quota is not None
     if used + need <= quota:
         return
-    words = {"kind": project.kind, "slug": project.slug, "source": audience.source}
+    words = {"kind": texts.Text(project.kind), "slug": project.slug, "source": audience.source}
+    what_kind = texts.Text(kind)
     if quota == 0:
-        advice = texts.NO_QUOTA_ADVICE[audience.reader].format(**words)
-        situation = texts.NO_QUOTA_REFUSED.format(project=project.display_name, what_kind=kind)
-        raise SpawnRefused(situation + advice, "quota")
+        advice = texts.Text(texts.NO_QUOTA_ADVICE[audience.reader], **words)
+        name = project.display_name
+        situation = texts.Text(texts.NO_QUOTA_REFUSED, project=name, what_kind=what_kind)
+        raise SpawnRefused(texts.joined(situation, advice), "quota")
     amounts = {"project": project.display_name, "used": texts.gpu_amount(used)}
     amounts["quota"] = texts.gpus(quota)
     if used >= quota:
-        situation = texts.QUOTA_FULL.format(**amounts)
+        situation = texts.Text(texts.QUOTA_FULL, **amounts)
     else:
-        situation = texts.QUOTA_PARTLY.format(
-            what=what, need=texts.gpu_amount(need), what_kind=kind, **amounts
+        need_text = texts.gpu_amount(need)
+        situation = texts.Text(
+            texts.QUOTA_PARTLY, what=what, need=need_text, what_kind=what_kind, **amounts
         )
-    raise SpawnRefused(situation + texts.QUOTA_ADVICE[audience.reader].format(**words), "quota")
+    advice = texts.Text(texts.QUOTA_ADVICE[audience.reader], **words)
+    raise SpawnRefused(texts.joined(situation, advice), "quota")
 
 
 # --- notebook jobs --------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from . import (
     page_texts,
     settings_env,
     spawn_options_api,
+    spawn_texts,
 )
 from .access import (
     SpawnRefused,
@@ -100,7 +101,9 @@ def make_slice_policy(config: AiConsoleConfig):
             )
         except SpawnRefused as err:
             metrics.count_refusal(err.code)
-            raise SliceRefused(err.reason, 403) from None
+            # Worded in the language of the browser that asked for the spawn.
+            translate = page_texts.request_translator(getattr(spawner, "handler", None))
+            raise SliceRefused(spawn_texts.say(err.reason, translate), 403) from None
         image = getattr(spawner, "image", None)  # after the chosen options were applied
         if image and decision.project and not allows_reference(config, decision.project, image):
             metrics.count_refusal("not_allowed")

@@ -1,11 +1,14 @@
 """Translations of the hub pages' own texts (the AI Console page, the home page's slices, the
-navigation links and the spawn form), chosen in the browser by its preferred languages.
+navigation links and the spawn form), chosen by the browser's preferred languages.
 
 JupyterHub renders its pages without a language of its own and passes templates only the user,
 so the catalogues go to every page (``c.JupyterHub.template_vars``) and ``page.html``'s script
 translates: elements marked ``data-i18n`` by their English text, scripts through
-``aiConsoleT(text, values)``. The English text is the key (as gettext's msgid), so a missing
-translation shows English, never a key. ``locale/<language>.json`` holds one catalogue each.
+``aiConsoleT(text, values)``. Texts the hub writes for one request (the spawn form, its counts
+and reasons, spawn refusals) are translated on the hub instead, by the request's
+``Accept-Language`` (:func:`translator`). The English text is the key (as gettext's msgid), so
+a missing translation shows English, never a key. ``locale/<language>.json`` holds one
+catalogue each.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 LOCALE = Path(__file__).resolve().parent / "locale"
 #: The template variable with the catalogues (c.JupyterHub.template_vars).
@@ -57,3 +61,11 @@ def translator(accept_language: str | None) -> Callable[[str], str]:
     catalogue has none)."""
     texts = catalogues().get(language_of(accept_language), {})
     return lambda english: texts.get(english, english)
+
+
+def request_translator(handler: Any) -> Callable[[str], str]:
+    """:func:`translator` for the request a handler serves (None, or no request: English).
+    JupyterHub hands spawners the handler of the spawn page and of the spawn itself."""
+    request = getattr(handler, "request", None)
+    headers = getattr(request, "headers", None) or {}
+    return translator(headers.get("Accept-Language"))

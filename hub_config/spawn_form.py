@@ -26,6 +26,7 @@ from spawner.profile_options import chosen
 from . import spawn_texts as texts
 from .availability import ProfileAvailability, availability_for
 from .model import AiConsoleConfig, Profile
+from .page_texts import request_translator
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 FORM_TEMPLATE = "ai-console-spawn-form.html"
@@ -68,9 +69,10 @@ def render_spawn_form(
     user: str,
     user_options: Mapping[str, Any] | None = None,
     with_options: bool = False,
+    translate: texts.Translate = texts.english,
 ) -> str:
     """The form's HTML. ``with_options``: show the profiles' ``profile_options`` (KubeSpawner
-    applies them; the local spawner does not)."""
+    applies them; the local spawner does not); our texts said by ``translate``."""
     if not spots:
         return ""
     user_options = dict(user_options or {})
@@ -93,6 +95,8 @@ def render_spawn_form(
         with_options=with_options,
         poll_seconds=POLL_SECONDS,
         texts=texts,
+        t=translate,
+        say=lambda text: texts.say(text, translate),
         project_field=project_field,
         option_choice=option_choice,
         unlisted_value=unlisted_value,
@@ -107,6 +111,8 @@ def make_options_form(config: AiConsoleConfig, with_options: bool = False):
         manager = GPUSliceManager.instance(config=spawner.config)
         options = spawner.user_options or {}
         spots = await current_availability(config, spawner.user.name, groups, manager, options)
-        return render_spawn_form(spots, spawner.user.name, options, with_options)
+        # In the language of the browser asking for the spawn page.
+        translate = request_translator(getattr(spawner, "handler", None))
+        return render_spawn_form(spots, spawner.user.name, options, with_options, translate)
 
     return options_form

@@ -63,15 +63,25 @@ def gpus(amount: Fraction | int) -> Text:
     return Text(SEVERAL_GPUS if Fraction(amount) > 1 else ONE_GPU, amount=gpu_amount(amount))
 
 
-def quoted(name: str) -> str:
+QUOTED = '"{name}"'
+EITHER = "{rest} or {last}"
+
+
+def quoted(name: str) -> Text:
     """A display name inside a sentence."""
-    return f'"{name}"'
+    return Text(QUOTED, name=name)
 
 
 def either(names: Sequence[str]) -> str:
     """``A``, ``A or B``, ``A, B or C``."""
     names = list(names)
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+    return names[0] if len(names) == 1 else Text(EITHER, rest=", ".join(names[:-1]), last=names[-1])
+
+
+def joined(*parts: str) -> Text:
+    """Sentences and clauses one after the other, each said in the reader's language."""
+    values = {f"p{i}": part for i, part in enumerate(parts)}
+    return Text("".join(f"{{{name}}}" for name in values), **values)
 
 
 # --- the form -----------------------------------------------------------------------------
@@ -100,6 +110,9 @@ SEVERAL_GPUS = "{amount} GPUs"
 KINDS = ("course", "lab")
 #: The form's texts that are said in the reader's language (hub_config/locale).
 FORM_TEXTS = (
+    FORM_HEADING,
+    CHARGED_TO,
+    REFRESH_FAILED,
     FREE_NOW,
     NONE_FREE,
     ALL_SLICES_TAKEN,
@@ -202,3 +215,35 @@ QUOTA_ADVICE: dict[Reader, str] = {
     "or ask a platform admin to raise its GPU quota.",
     "platform-admin": "stop a server or job, or raise projects.{slug}.gpu_quota in {source}.",
 }
+#: What a refusal names the thing refused: a profile (spawn) or a flavor (job).
+WHAT_KINDS = ("profile", "flavor")
+#: The refusals' texts, said in the reader's language where the hub knows it (the spawn's
+#: request); with the words they use.
+REFUSAL_TEXTS = (
+    QUOTED,
+    EITHER,
+    *NO_PROFILE.values(),
+    TYPE_REFUSED,
+    UNKNOWN_PROFILE,
+    NOT_YOUR_PROFILE,
+    ADMIN_OF_ONE,
+    ADMIN_OF_SEVERAL,
+    UNKNOWN_PROJECT,
+    NOT_A_MEMBER,
+    PICK_YOUR_PROJECT,
+    NO_PROJECT_OF_YOURS,
+    NOT_OFFERED_TO,
+    IMAGE_NOT_ALLOWED,
+    CHARGE_INSTEAD,
+    PICK_ANOTHER_PROFILE,
+    ALLOW_IMAGE,
+    FITS_NONE,
+    SEVERAL_FIT,
+    SEVERAL_FIT_DEFAULT,
+    NO_QUOTA_REFUSED,
+    QUOTA_FULL,
+    QUOTA_PARTLY,
+    *NO_QUOTA_ADVICE.values(),
+    *QUOTA_ADVICE.values(),
+    *WHAT_KINDS,
+)

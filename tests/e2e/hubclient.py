@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 import time
 
 import requests
@@ -76,9 +76,9 @@ class HubClient:
         messages = []
         for line in response.iter_lines(decode_unicode=True):
             if line and line.startswith("data:"):
-                match = re.search(r'"message":\s*"((?:[^"\\]|\\.)*)"', line)
-                if match:
-                    messages.append(match.group(1))
-                if '"ready": true' in line or '"failed": true' in line:
+                event = json.loads(line[len("data:") :])
+                if "message" in event:
+                    messages.append(event["message"])
+                if event.get("ready") or event.get("failed"):
                     break
         return messages

@@ -54,6 +54,13 @@ def test_project_quota_is_checked_at_spawn(local_hub: LocalHub):
     # Named as the student sees it, one number format, and what the student can do.
     assert "Tiny course already uses 1/4 of its 1/4 GPU" in message, message
     assert "ask its course admin for more quota" in message, message
+    # The same refusal for a browser that prefers Traditional Chinese.
+    ben.session.headers["Accept-Language"] = "zh-TW,zh;q=0.9,en;q=0.5"
+    ben.spawn("ben", "quarter")
+    message = failure(ben, "ben")
+    assert "Tiny course 已使用其 1/4 GPU 中的 1/4；" in message, message
+    assert "向其課程管理員申請更多配額" in message, message
+    del ben.session.headers["Accept-Language"]
     # A whole A100 is over the quota of 1/4 on its own.
     ann.api("DELETE", "/users/ann/server")
     ann.wait_for_server("ann")

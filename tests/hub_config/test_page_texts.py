@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from hub_config import spawn_texts
+from hub_config.access import SpawnRefused, check_spawn
+from hub_config.loader import EXAMPLE, load_config
 from hub_config.page_texts import catalogues, language_of, translator
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "hub_config" / "templates"
@@ -16,8 +18,7 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "hub_config" / "templates"
 MARKED = re.compile(r"<(\w+)[^>]*\bdata-i18n\b[^>]*>([^<]*)</\1>")
 #: A script's call of the translator with a literal text.
 CALLED = re.compile(r"""\bt\(\s*(["'])((?:(?!\1).)+)\1""", re.S)
-SPAWN_TEXT = re.compile(r"\{\{ texts\.(\w+) \}\}")
-PLACEHOLDER = re.compile(r"\{(\w+)\}")
+PLACEHOLDER = re.compile(r"\{(\w+)(?:![rs])?\}")
 
 
 def english_texts() -> set[str]:
@@ -27,16 +28,15 @@ def english_texts() -> set[str]:
         source = template.read_text(encoding="utf-8")
         for _, text in MARKED.findall(source):
             text = text.strip()
-            constant = SPAWN_TEXT.fullmatch(text)
-            if constant:  # the spawn form's texts, from hub_config.spawn_texts
-                found.add(getattr(spawn_texts, constant.group(1)))
-            elif "{{" in text:  # a Jinja expression: its values are listed in it
+            if "{{" in text:  # a Jinja expression: its values are listed in it
                 found.update(re.findall(r'"([^"]+)"', text))
             elif text:
                 found.add(text)
         found.update(text for _, text in CALLED.findall(source))
-    # Owner kinds the console script translates by value; the spawn form's counts and reasons.
-    return found | {"notebook", "job"} | set(spawn_texts.FORM_TEXTS)
+    # Owner kinds the console script translates by value; the texts the hub translates.
+    return (
+        found | {"notebook", "job"} | set(spawn_texts.FORM_TEXTS) | set(spawn_texts.REFUSAL_TEXTS)
+    )
 
 
 def test_every_marked_text_has_a_traditional_chinese_translation() -> None:
@@ -85,3 +85,15 @@ def test_the_spawn_forms_reasons_are_said_in_the_readers_language() -> None:
         "CS 101：課程配額已用 1/2 GPU 中的 1/2; Vision Lab：所有 A100 GPU 都已被使用"
     )
     assert str(several).endswith("; Vision Lab: all A100 GPUs are taken")
+
+
+def test_a_refusal_is_said_in_the_readers_language() -> None:
+    config = load_config(EXAMPLE)
+    with pytest.raises(SpawnRefused) as refused:
+        check_spawn(config, "student1", [], "pytorch-quarter-3090", None, lambda _: Fraction(2))
+    english = refused.value.reason
+    assert english.startswith("Intro to Deep Learning already uses 2 of its 2 GPUs; ")
+    assert spawn_texts.say(english, translator("zh-TW")) == (
+        "Intro to Deep Learning 已使用其 2 GPU 中的 2；"
+        "請停止您的一個伺服器或工作，或向其課程管理員申請更多配額。"
+    )
