@@ -234,6 +234,16 @@ export function detailRows(
     label: trans.__('Utilisation'),
     value: utilization || unknown
   });
+  if (gpu.readings_from) {
+    rows.push({
+      key: 'readings-from',
+      label: trans.__('Read by'),
+      value:
+        gpu.readings_from === 'nvml'
+          ? trans.__('this server (NVML)')
+          : trans.__('the node agent (updated every 15 s)')
+    });
+  }
   const min = gpu.compute_min_percent;
   const max = gpu.compute_max_percent;
   if (typeof min === 'number' && typeof max === 'number') {

@@ -205,6 +205,12 @@ export interface ISliceGpu {
   compute_max_percent?: number | null;
   simulated: boolean;
   devices: ISliceDevice[];
+  /**
+   * Who read memory_used_mib and utilization_percent: NVML in this server, or the node
+   * agent through the hub (in a container NVML cannot tell this server's processes);
+   * null: nobody could.
+   */
+  readings_from?: 'nvml' | 'node agent' | null;
 }
 
 /** `SliceIdle`: the hub's verdict on the slice. */

@@ -169,6 +169,18 @@ describe('detailRows', () => {
     expect(rows['device-0']).toBe('RTX3090 (0)');
   });
 
+  it('says who read the figures: NVML here, or the node agent', () => {
+    const read = (from: 'nvml' | 'node agent') =>
+      values(detailRows({ gpu: gpu({ readings_from: from }) }, trans))[
+        'readings-from'
+      ];
+    expect(read('nvml')).toBe('this server (NVML)');
+    expect(read('node agent')).toBe('the node agent (updated every 15 s)');
+    expect(values(detailRows({ gpu: gpu() }, trans))).not.toHaveProperty(
+      'readings-from'
+    );
+  });
+
   it('has one row for a CPU-only server', () => {
     expect(detailRows({ gpu: null }, trans)).toEqual([
       {
