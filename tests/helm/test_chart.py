@@ -23,6 +23,13 @@ CHART = ROOT / "helm" / "ai-console"
 RBAC = ROOT / "hub_config" / "kubernetes"
 KUBERNETES = "1.37.0"  # the pinned control plane is v1.37.2; the schemas are per minor
 NAMESPACE = "campus"
+#: The kinds with no namespace: RBAC's cluster roles and the agent's node policy.
+CLUSTER_KINDS = (
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionPolicyBinding",
+)
 
 VALUE_SETS: dict[str, list[str]] = {
     "defaults": [],
@@ -67,7 +74,7 @@ def test_the_chart_lints_and_renders_valid_objects(name: str) -> None:
     assert objects
     for obj in objects:
         kubernetes_validate.validate(obj, KUBERNETES, strict=True)
-        namespaced = obj["kind"] not in ("ClusterRole", "ClusterRoleBinding")
+        namespaced = obj["kind"] not in CLUSTER_KINDS
         assert (obj["metadata"].get("namespace") == NAMESPACE) == namespaced, obj["metadata"]
 
 
