@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import signal
 import time
 from pathlib import Path
 
@@ -19,6 +21,14 @@ def _stubborn_runner(tmp_path: Path) -> str:
     script.write_text("#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 0.1; done\n")
     script.chmod(0o755)
     return str(script)
+
+
+def seen_dead(pid: int) -> bool:
+    """The process is gone (or a zombie, waiting for its parent)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(tmp_path: Path):
@@ -52,10 +62,14 @@ def test_a_job_that_ignores_cancel_is_killed_after_the_grace_period(tmp_path: Pa
             await asyncio.sleep(0.1)
         return seen
 
-    seen = asyncio.run(scenario())
-    pid = int(job.backend_ref.split('"pid": ')[1].split(",")[0])
+    try:
+        seen = asyncio.run(scenario())
+    finally:
+        pid = json.loads(job.backend_ref or "{}").get("pid")
+        if pid and not seen_dead(pid):
+            os.killpg(pid, signal.SIGKILL)  # never leave a stubborn runner behind
     # Still stopping within the grace period, then killed: cancelled, and the process gone.
     assert seen[0][1] is Status.STOPPING
     assert seen[-1][1] is Status.STOPPED, seen
     assert 0.5 <= seen[-1][0] < 5
-    assert not os.path.exists(f"/proc/{pid}") or "Z" in Path(f"/proc/{pid}/stat").read_text()
+    assert seen_dead(pid)
