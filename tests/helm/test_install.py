@@ -8,6 +8,7 @@ files (their claims)."""
 
 from __future__ import annotations
 
+import json
 import secrets
 import subprocess
 import sys
@@ -27,12 +28,14 @@ from tests.control_plane.behavior import PodBehavior, ProcessSpec
 from tests.control_plane.fixtures import Cluster, TestCluster
 from tests.e2e.hubclient import HubClient
 from tests.e2e.jobs_setup import LabUser, notebook
-from tests.spawner.kube_setup import add_gpu_node
+from tests.spawner.kube_setup import RTX_LABELS
 
 from .binary import ensure
+from .fake_gpu_agent import UTILIZATION, gpu_uuid
 from .test_chart import CHART, ROOT
 
 RELEASE = "ai-console"
+GPU_NODE = "helm-gpu-01"
 PASSWORD = "student-pass-123"
 ADMIN_PASSWORD = "admin-pass-0123456789-0123456789-xyz"
 INSTANCE = f"app.kubernetes.io/instance={RELEASE}"
@@ -79,6 +82,13 @@ def proxy_from_node_modules(spec: ProcessSpec) -> ProcessSpec:
     return spec
 
 
+def fake_gpu_agent(spec: ProcessSpec) -> ProcessSpec:
+    """`ai-console agent ...` with a fake NVML of one RTX 3090 (see fake_gpu_agent.py)."""
+    assert spec.argv[:2] == ["ai-console", "agent"], spec.argv
+    spec.argv = [sys.executable, "-m", "tests.helm.fake_gpu_agent", *spec.argv[2:]]
+    return spec
+
+
 def values(profiles_extra: list[dict] | None = None) -> dict:
     admin_file = yaml.safe_load(EXAMPLE.read_text())
     admin_file["profiles"] += profiles_extra or []
@@ -93,6 +103,7 @@ def values(profiles_extra: list[dict] | None = None) -> dict:
                 },
                 "Authenticator": {"allow_all": True, "admin_users": ["admin"]},
                 "KubeSpawner": {"start_timeout": 120, "http_timeout": 90},
+                "AgentSamples": {"interval": 1},
             }
         },
         # Finished Jobs go soon, so that the namespace is empty after the uninstall below.
@@ -211,7 +222,12 @@ class _HubView:
 def install(control_plane: Cluster, tmp_path: Path) -> Iterator[Install]:
     view = TestCluster(control_plane, f"campus-{secrets.token_hex(3)}", tmp_path)
     view.create_namespace()
-    add_gpu_node(view, "helm-gpu-01", gpus=1)
+    # A GPU node as GPU feature discovery labels it; its GPU list comes from the chart's agent.
+    view.add_node(
+        GPU_NODE,
+        labels={**RTX_LABELS, keys.GFD_COUNT: "1"},
+        allocatable={"cpu": "32", "memory": "128Gi", "pods": "110"},
+    )
     process = PodBehavior(mode="process")
     for component in ("hub", "jobs"):
         view.set_pod_behavior(
@@ -226,6 +242,10 @@ def install(control_plane: Cluster, tmp_path: Path) -> Iterator[Install]:
         selector="component=singleuser-server",
     )
     view.set_pod_behavior(process, selector="app.kubernetes.io/managed-by=ai-console-jobs")
+    view.set_pod_behavior(
+        PodBehavior(mode="process", transform=fake_gpu_agent),
+        selector=f"{INSTANCE},app.kubernetes.io/component=agent",
+    )
     kubeconfig = control_plane.plane.write_kubeconfig(
         tmp_path / "admin.kubeconfig", control_plane.plane.admin_credentials
     )
@@ -270,6 +290,21 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["/etc/ai-console"] == "config" and mounts["/etc/ai-console/secret"] == "secret"
     assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
+    # The agent on the GPU node: its GPU list on its Node (patched with its own account's
+    # token), its /metrics on the pod's address for the hub.
+    published = wait_until(
+        lambda: (install.view.get("nodes", GPU_NODE)["metadata"].get("annotations") or {}).get(
+            keys.ANN_NODE_GPUS
+        ),
+        30,
+        lambda: f"the agent published no GPU list:\n{install.pod_logs()}",
+    )
+    assert [g["uuid"] for g in json.loads(published)] == [gpu_uuid(GPU_NODE)]
+    agent = install.pod("agent")
+    assert agent["spec"]["nodeName"] == GPU_NODE and agent["spec"]["hostPID"] is True
+    metrics = requests.get(f"http://{agent['status']['podIP']}:9410/metrics", timeout=10)
+    assert gpu_uuid(GPU_NODE) in metrics.text
+
     # Through the proxy's public Service to the hub; the password comes from hub.config (in the
     # chart's Secret), the profiles from aiConsole (in its ConfigMap).
     url = install.url
@@ -287,7 +322,7 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     annotations = pod["metadata"]["annotations"]
     assert annotations[keys.ANN_OWNER_USER] == "student1"
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
-    assert env["NVIDIA_VISIBLE_DEVICES"] == annotations[keys.ANN_GPU_UUIDS]
+    assert env["NVIDIA_VISIBLE_DEVICES"] == annotations[keys.ANN_GPU_UUIDS] == gpu_uuid(GPU_NODE)
     assert pod["spec"]["automountServiceAccountToken"] is False
     claim = install.view.get("persistentvolumeclaims", "claim-student1")
     assert claim is not None and claim["status"]["phase"] == "Bound"
@@ -316,6 +351,16 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     )
     assert lease["spec"]["holderIdentity"]
     assert install.view.get("configmaps", "ai-console-startup") is not None
+    # The admin page's live figures: the hub found the agent by label and read its /metrics.
+    admin = HubClient(url)
+    assert admin.login("admin", ADMIN_PASSWORD).status_code == 302
+
+    def live_utilization() -> int | None:
+        console = admin.api("GET", "/ai-console/console").json()
+        [gpu] = [g for node in console["nodes"] for g in node["gpus"]]
+        return gpu["utilization_percent"]
+
+    assert wait_until(live_utilization, 30, install.pod_logs) == UTILIZATION
 
     # helm upgrade with another profile list: the hub restarts with it, the server lives on.
     extra = {
