@@ -219,6 +219,20 @@ def test_bad_values_are_refused_with_their_path(values: list[str], message: str)
         assert message in done.stdout + done.stderr
 
 
+def test_the_notes_warn_when_nobody_could_log_in() -> None:
+    """JupyterHub's default authenticator (PAM) has no accounts in the hub's container."""
+
+    def notes(*values: str) -> str:
+        done = helm("install", "ai", str(CHART), "--dry-run=client", "-n", NAMESPACE, *values)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("NOTES:", 1)[1]
+
+    assert "WARNING: no authenticator chosen" in notes()
+    chosen = notes("--set", "hub.config.JupyterHub.authenticator_class=github")
+    assert "Users log in with: github." in chosen and "WARNING" not in chosen
+    assert "kubectl port-forward" in notes("--set", "proxy.service.type=ClusterIP")
+
+
 def test_values_schema_is_current() -> None:
     """values.schema.json is generated from hub_config.schema (python helm/values_schema.py)."""
     spec = importlib.util.spec_from_file_location(

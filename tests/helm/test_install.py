@@ -140,10 +140,12 @@ class Install:
         assert done.returncode == 0, done.stdout + done.stderr + self.pod_logs()
         return done
 
-    def deploy(self, command: str, settings: dict) -> None:
+    def deploy(self, command: str, settings: dict) -> str:
+        """``helm install|upgrade --wait`` with these values; returns what Helm printed."""
         path = self.folder / f"values-{secrets.token_hex(3)}.yaml"
         path.write_text(yaml.safe_dump(settings))
-        self.helm(command, RELEASE, str(CHART), "-f", str(path), "--wait", "--timeout", "3m")
+        done = self.helm(command, RELEASE, str(CHART), "-f", str(path), "--wait", "--timeout", "3m")
+        return done.stdout
 
     @property
     def url(self) -> str:
@@ -280,8 +282,11 @@ def wait_until(check, timeout: float, message: str):
 
 
 def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: Install) -> None:
-    install.deploy("install", values())
+    printed = install.deploy("install", values())
     ns = install.namespace
+    # Helm's notes tell the admin where the hub is and how users log in.
+    assert f"kubectl get service {RELEASE}-proxy-public -n {ns}" in printed
+    assert "Users log in with: shared-password." in printed and "WARNING" not in printed
 
     # The hub's pod: the chart's files where the chart mounts them, its own account's token.
     hub = install.pod("hub")
