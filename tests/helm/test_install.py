@@ -22,7 +22,14 @@ import requests
 import yaml
 
 from gpu_fraction import keys
+from gpu_fraction.enforcement import (
+    ENV_MPS_PINNED_MEM_LIMIT,
+    ENV_MPS_PIPE_DIRECTORY,
+    MPS_PIPE_VOLUME,
+    MPS_SHM_VOLUME,
+)
 from hub_config.loader import EXAMPLE
+from spawner.manager import MPS_LABEL
 from tests.control_plane.api import ApiError
 from tests.control_plane.behavior import PodBehavior, ProcessSpec
 from tests.control_plane.fixtures import Cluster, TestCluster
@@ -108,6 +115,8 @@ def values(profiles_extra: list[dict] | None = None) -> dict:
         },
         # Finished Jobs go soon, so that the namespace is empty after the uninstall below.
         "jobs": {"ttlSecondsAfterFinished": 10},
+        # The MPS control daemon on the GPU node (a stand-in that only runs: no GPU here).
+        "mps": {"enabled": True},
     }
 
 
@@ -227,7 +236,7 @@ def install(control_plane: Cluster, tmp_path: Path) -> Iterator[Install]:
     # A GPU node as GPU feature discovery labels it; its GPU list comes from the chart's agent.
     view.add_node(
         GPU_NODE,
-        labels={**RTX_LABELS, keys.GFD_COUNT: "1"},
+        labels={**RTX_LABELS, keys.GFD_COUNT: "1", MPS_LABEL: "true"},
         allocatable={"cpu": "32", "memory": "128Gi", "pods": "110"},
     )
     process = PodBehavior(mode="process")
@@ -329,6 +338,15 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == annotations[keys.ANN_GPU_UUIDS] == gpu_uuid(GPU_NODE)
     assert pod["spec"]["automountServiceAccountToken"] is False
+    # The slice is an MPS client of the chart's daemon: the same host directories, the caps.
+    assert env[ENV_MPS_PINNED_MEM_LIMIT].endswith("M") and env[ENV_MPS_PIPE_DIRECTORY]
+    daemon = install.pod("mps")
+    assert daemon["spec"]["nodeName"] == pod["spec"]["nodeName"] == GPU_NODE
+    host = {v["name"]: v["hostPath"]["path"] for v in pod["spec"]["volumes"] if "hostPath" in v}
+    daemon_host = {v["name"]: v["hostPath"]["path"] for v in daemon["spec"]["volumes"]}
+    assert host == {MPS_PIPE_VOLUME: daemon_host["pipe"], MPS_SHM_VOLUME: daemon_host["shm"]}
+    daemon_env = {e["name"]: e.get("value") for e in daemon["spec"]["containers"][0]["env"]}
+    assert daemon_env[ENV_MPS_PIPE_DIRECTORY] == env[ENV_MPS_PIPE_DIRECTORY]
     claim = install.view.get("persistentvolumeclaims", "claim-student1")
     assert claim is not None and claim["status"]["phase"] == "Bound"
     lab = student.open_server("student1")
@@ -379,6 +397,12 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     assert install.pod("hub")["metadata"]["uid"] != before
     again = HubClient(install.url)
     assert again.login("student1", PASSWORD).status_code == 302
+    # The new hub rebuilt its ledger from the pods: the running server still holds its slice.
+    admin = HubClient(install.url)
+    assert admin.login("admin", ADMIN_PASSWORD).status_code == 302
+    gpus = admin.api("GET", "/ai-console/allocations").json()["gpus"]
+    held = {a["id"]: a["owner"]["user"] for gpu in gpus for a in gpu["allocations"]}
+    assert held == {annotations[keys.ANN_ALLOCATION]: "student1"}
     slugs = [p["slug"] for p in again.api("GET", "/ai-console/spawn-options").json()["profiles"]]
     assert "evening-lab" in slugs
     # The server started before the upgrade is still there, and stops as usual.
