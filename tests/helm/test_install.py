@@ -304,6 +304,9 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
     assert mounts["/etc/ai-console"] == "config" and mounts["/etc/ai-console/secret"] == "secret"
     assert "/var/run/secrets/kubernetes.io/serviceaccount" in mounts
+    # ... and the proxy, which never talks to Kubernetes, none.
+    proxy = install.pod("proxy")["spec"]
+    assert not [v for v in proxy.get("volumes", []) if "projected" in v]
     # The agent on the GPU node: its GPU list on its Node (patched with its own account's
     # token), its /metrics on the pod's address for the hub.
     published = wait_until(
@@ -362,6 +365,7 @@ def test_helm_install_upgrade_and_uninstall_on_the_real_control_plane(install: I
     # A Kubernetes Job, in the release's namespace (kept ttlSecondsAfterFinished once done).
     [job] = wait_until(lambda: install.view.list("jobs"), 30, "no Job made")
     assert job["metadata"]["labels"]["ai-console/owner"] == "student1"
+    assert job["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     done = lab_user.wait(made.json()["job_id"], timeout=120)
     assert done["status"] == "COMPLETED", (done, install.pod_logs())
     assert "trained 42" in lab_user.call("GET", f"jobs/{done['job_id']}/log").text
