@@ -78,6 +78,13 @@ def values_schema() -> dict[str, Any]:
                     "The hub (one replica, Recreate).",
                     {
                         "image": _image("The hub image (AI Console and JupyterHub)."),
+                        "config": {
+                            "type": "object",
+                            "description": "Traitlets configuration as z2jh's hub.config "
+                            "(Class: {trait: value}); kept in the chart's Secret.",
+                            "propertyNames": {"pattern": "^[A-Z][A-Za-z0-9_]*$"},
+                            "additionalProperties": {"type": "object"},
+                        },
                         "extraConfig": _text("Python appended to jupyterhub_config.py."),
                         "db": _object("The hub's volume.", {"pvc": _pvc("Its claim.")}),
                         "resources": _FREE,
@@ -100,7 +107,39 @@ def values_schema() -> dict[str, Any]:
                     },
                 ),
                 "singleuser": _object(
-                    "The user servers' and jobs' image.", {"image": _image("Its image.")}
+                    "The user servers' and jobs' image and storage.",
+                    {
+                        "image": _image("Its image."),
+                        "storage": _object(
+                            "Each user's files: a claim of their own (dynamic) or none.",
+                            {
+                                "type": {"enum": ["dynamic", "none"]},
+                                "capacity": _text(
+                                    "Size of each claim, like 10Gi.",
+                                    pattern=r"^[0-9]+(\.[0-9]+)?[KMGT]i$",
+                                ),
+                                "storageClassName": _text(
+                                    "StorageClass; empty: the cluster's default."
+                                ),
+                                "accessModes": {
+                                    "type": "array",
+                                    "minItems": 1,
+                                    "items": {
+                                        "enum": [
+                                            "ReadWriteOnce",
+                                            "ReadWriteMany",
+                                            "ReadWriteOncePod",
+                                        ]
+                                    },
+                                },
+                                "homeMountPath": _text("Where the claim is mounted.", pattern="^/"),
+                                "pvcNameTemplate": _text(
+                                    "The claim's name; {username} is the user's.",
+                                    pattern="{username}",
+                                ),
+                            },
+                        ),
+                    },
                 ),
                 "jobs": _object(
                     "The Run-as-job service.",
@@ -118,6 +157,11 @@ def values_schema() -> dict[str, Any]:
                                 "pvc": _pvc("SQLite's claim (no external database)."),
                             },
                         ),
+                        "ttlSecondsAfterFinished": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Seconds a finished Job is kept.",
+                        },
                         "resources": _FREE,
                     },
                 ),

@@ -71,9 +71,11 @@ class AllocatorLease:
         identity: str,
         duration: float,
         log: logging.Logger,
+        owners: list[dict[str, Any]] | None = None,
     ) -> None:
         self.api, self.namespace, self.name = api, namespace, name
         self.identity, self.duration, self.log = identity, duration, log
+        self.owners = owners or []  # ownerReferences of the Lease (deleted with its owner)
         self._valid_until = 0.0
         self._task: asyncio.Task | None = None
 
@@ -117,7 +119,10 @@ class AllocatorLease:
             "renewTime": _micro(now),
         }
         if current is None:
-            body = {"metadata": {"name": self.name}, "spec": {**spec, "acquireTime": _micro(now)}}
+            metadata: dict[str, Any] = {"name": self.name}
+            if self.owners:
+                metadata["ownerReferences"] = self.owners
+            body = {"metadata": metadata, "spec": {**spec, "acquireTime": _micro(now)}}
             try:
                 await self.api.create_namespaced_lease(self.namespace, body)
             except ApiException as err:
@@ -135,6 +140,8 @@ class AllocatorLease:
             if holder != self.identity:
                 spec["acquireTime"] = _micro(now)
             current["spec"] = {**held, **spec}
+            if self.owners:
+                current["metadata"]["ownerReferences"] = self.owners
             try:  # resourceVersion in the body: a concurrent taker makes this a 409
                 await self.api.replace_namespaced_lease(self.name, self.namespace, current)
             except ApiException as err:

@@ -96,6 +96,14 @@ class GPUSliceManager(SingletonConfigurable):
         that caps PyTorch and TensorFlow memory to the slice. The hub creates or updates it at
         start; pods with a fractional slice mount it. Empty: no hook, only environment caps.""",
     )
+    owner_configmap = Unicode(
+        "",
+        config=True,
+        help="""A ConfigMap (in `namespace`) that owns what the hub itself creates there: the
+        start-up hook ConfigMap and the allocator's Lease get an ownerReference to it, so
+        Kubernetes deletes them when it goes. The Helm chart names its hub ConfigMap, and
+        `helm uninstall` leaves none of them behind. Empty: no owner.""",
+    )
     project_quotas = Dict(
         key_trait=Unicode(),
         value_trait=Unicode(),
@@ -236,9 +244,10 @@ class GPUSliceManager(SingletonConfigurable):
             ", ".join(inventory.types()) or "none",
         )
         if self.inventory_source == "kubernetes":
-            await self._hold_lease()
+            owners = await self._owner_references()
+            await self._hold_lease(owners)
             if self.startup_hook_configmap:
-                await self._ensure_startup_configmap()
+                await self._ensure_startup_configmap(owners)
             pods = await self._list_slice_pods()
             self.rebuild_report = rebuild(allocator, pods)
             now = time.monotonic()
@@ -294,7 +303,16 @@ class GPUSliceManager(SingletonConfigurable):
             return None
         return {"key": "kubernetes.io/hostname", "operator": "NotIn", "values": managed}
 
-    async def _hold_lease(self) -> None:
+    async def _owner_references(self) -> list[dict[str, Any]]:
+        """``owner_configmap`` as an ownerReference (none when unset)."""
+        if not self.owner_configmap:
+            return []
+        api = await self._core_api()
+        owner = await api.read_namespaced_config_map(self.owner_configmap, self.namespace)
+        ref = {"apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name}
+        return [{**ref, "uid": owner.metadata.uid}]
+
+    async def _hold_lease(self, owners: list[dict[str, Any]] | None = None) -> None:
         """Become the namespace's one allocator, or refuse to serve slices."""
         if not self.lease_name or self.lease is not None:
             return
@@ -308,6 +326,7 @@ class GPUSliceManager(SingletonConfigurable):
             stable_identity(Path(self.lease_identity_file)),
             self.lease_duration,
             self.log,
+            owners,
         )
         try:
             await lease.acquire(wait=self.lease_duration + 1)
@@ -346,18 +365,19 @@ class GPUSliceManager(SingletonConfigurable):
             self.log.error("node %s is left out of the GPU inventory: %s", name, why)
         return inventory
 
-    async def _ensure_startup_configmap(self) -> None:
+    async def _ensure_startup_configmap(self, owners: list[dict[str, Any]] | None = None) -> None:
         """Create or update the ConfigMap pods mount the start-up hook from."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         api = await self._core_api()
         name, data = self.startup_hook_configmap, startup_configmap_data()
-        body = {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": "ai-console"}},
-            "data": data,
+        metadata: dict[str, Any] = {
+            "name": name,
+            "labels": {"app.kubernetes.io/part-of": "ai-console"},
         }
+        if owners:
+            metadata["ownerReferences"] = owners
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": metadata, "data": data}
         try:
             existing = await api.read_namespaced_config_map(name, self.namespace)
         except ApiException as err:
@@ -366,8 +386,14 @@ class GPUSliceManager(SingletonConfigurable):
             await api.create_namespaced_config_map(self.namespace, body)
             self.log.info("created ConfigMap %s/%s (start-up hook)", self.namespace, name)
             return
+        patch: dict[str, Any] = {}
         if existing.data != data:
-            await api.patch_namespaced_config_map(name, self.namespace, {"data": data})
+            patch["data"] = data
+        current = api.api_client.sanitize_for_serialization(existing.metadata)
+        if owners and current.get("ownerReferences") != owners:
+            patch["metadata"] = {"ownerReferences": owners}
+        if patch:
+            await api.patch_namespaced_config_map(name, self.namespace, patch)
             self.log.info("updated ConfigMap %s/%s (start-up hook)", self.namespace, name)
 
     async def _agent_urls(self) -> list[str]:

@@ -73,6 +73,10 @@ class ControlPlane:
         """What a kubelet presents: ``system:node:<name>`` in ``system:nodes``."""
         return self._client_cert(f"node-{node}", f"system:node:{node}", ("system:nodes",))
 
+    def kube_proxy_credentials(self) -> Credentials:
+        """``system:kube-proxy``, bound to ``system:node-proxier`` (reads Services)."""
+        return self._client_cert("kube-proxy", "system:kube-proxy")
+
     def serving_pair(self, name: str) -> KeyPair:
         """A serving certificate for 127.0.0.1 signed by the cluster CA."""
         return self.ca.issue(name, name, hosts=("127.0.0.1", "localhost"), server=True)

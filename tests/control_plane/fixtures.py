@@ -1,7 +1,8 @@
 """Pytest fixtures for the real control plane.
 
 * ``control_plane`` (session): etcd, kube-apiserver, controller-manager, scheduler, the process
-  kubelet and the fault proxy, started once; the ``nvidia`` RuntimeClass a GPU cluster has.
+  kubelet (pods reach Services by name; claims of the default StorageClass ``standard`` get
+  volumes) and the fault proxy, started once; the ``nvidia`` RuntimeClass a GPU cluster has.
 * ``kube`` (per test): a namespace of its own, the hub's ServiceAccount bound to the hub's Role
   (``hub_config/kubernetes/hub-rbac.yaml``), and ``KUBECONFIG`` pointing the in-process clients
   (KubeSpawner, the slice manager) at the API server **through the fault proxy with the hub's

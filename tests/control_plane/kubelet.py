@@ -1,6 +1,10 @@
 """A process kubelet for the test cluster: any number of Nodes, each registered and kept Ready
 with its own ``system:node:<name>`` identity, running the pods the real scheduler binds to them
-as local processes (see :mod:`pod`), and serving their logs to the API server over TLS.
+as local processes (see :mod:`pod`), and serving their logs to the API server over TLS. Pods
+reach Services by name and port, as kube-proxy and cluster DNS let them on a real node: a
+loopback address and a TCP forwarder per Service, names resolved inside each container (see
+:mod:`services`); :meth:`ProcessKubelet.service_address` tells tests where a Service is. Claims
+of the default StorageClass get volumes (see :mod:`storage`).
 
 Everything runs in one asyncio loop on a background thread; the public methods are called from
 tests (any thread) and wait for the loop.
@@ -15,6 +19,7 @@ import platform
 import random
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -35,6 +40,8 @@ from .common import get_path, parse_time, rfc3339, rfc3339_micro, utcnow
 from .containers import IpPool
 from .node_api import NodeApi
 from .pod import PodWorker
+from .services import ServiceRouter
+from .storage import HostPathProvisioner
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,8 @@ class ProcessKubelet:
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: tornado.httpserver.HTTPServer | None = None
         self.logs_port = free_port()
+        self.services: ServiceRouter | None = None
+        self.provisioner: HostPathProvisioner | None = None
 
     # --- called from tests ---------------------------------------------------------------------
 
@@ -81,7 +90,20 @@ class ProcessKubelet:
     def start(self) -> ProcessKubelet:
         self._thread.start()
         self._call(self._serve_logs())
+        self._call(self._route_services())
         return self
+
+    def service_address(self, namespace: str, name: str, timeout: float = 10) -> str:
+        """The loopback address where a Service's ports answer (waits for it to appear)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.services is not None
+            address = self.services.address(namespace, name)
+            if address is not None:
+                return address
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no Service {namespace}/{name} after {timeout}s")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         """Stop every pod's processes and every node loop."""
@@ -386,10 +408,27 @@ class ProcessKubelet:
         # kubelet deleting its Node); the test's admin client does it.
         await asyncio.to_thread(self.plane.admin.delete, "nodes", name)
 
+    async def _route_services(self) -> None:
+        api = NodeApi(self.plane.url, str(self.plane.ca.cert), self.plane.kube_proxy_credentials())
+
+        # Load balancers' addresses and the default StorageClass's volumes: what a cloud's
+        # controllers do, with the cluster admin's identity.
+        def admin() -> NodeApi:
+            return NodeApi(self.plane.url, str(self.plane.ca.cert), self.plane.admin_credentials)
+
+        self.services = ServiceRouter(self, api, self.root / "services.json", admin())
+        await self.services.start()
+        self.provisioner = HostPathProvisioner(admin())
+        await self.provisioner.start()
+
     async def _shutdown(self) -> None:
         for name in list(self._nodes):
             await self._unregister(name)
         await self._stop_workers(None)
+        if self.services is not None:
+            await self.services.stop()
+        if self.provisioner is not None:
+            await self.provisioner.stop()
         if self._server is not None:
             self._server.stop()
 

@@ -393,6 +393,7 @@ class PodWorker:
             self.ip,
             self.sandbox,
             self.volumes,
+            self.kubelet.services.table if self.kubelet.services else None,
         )
         if not spec.argv:
             raise _StartFailure(

@@ -5,15 +5,18 @@ namespace, so wildcard binds are pointed at the pod's own loopback address. Exac
 rewritten when their value is a wildcard (``0.0.0.0``, ``::``, ``[::]``, ``*``, or empty),
 optionally followed by ``:port``:
 
-* arguments ``--ip``, ``--host``, ``--bind``, ``--address``, ``--listen``, ``--bind-address`` and
-  ``-b`` in both ``--flag=value`` and ``--flag value`` forms, and any ``--<Something>.ip=value``
-  traitlets option (``--ServerApp.ip``, ``--NotebookApp.ip``, ...);
+* arguments ``--ip``, ``--host``, ``--bind``, ``--address``, ``--listen``, ``--bind-address``,
+  ``-b``, ``--api-ip`` and ``--metrics-ip`` (configurable-http-proxy's) in both
+  ``--flag=value`` and ``--flag value`` forms, and any ``--<Something>.ip=value`` traitlets
+  option (``--ServerApp.ip``, ``--NotebookApp.ip``, ...);
 * the host of ``JUPYTERHUB_SERVICE_URL`` (JupyterHub >= 2 tells the single-user server where to
   bind through it; KubeSpawner sets ``http://0.0.0.0:8888/...``).
 
-``localhost``/``127.0.0.1`` are left alone. Programs that bind a wildcard by default without
-being told (e.g. ``python -m http.server`` with no ``--bind``) must be given an address; the
-downward API (``fieldRef: status.podIP``) or ``$(TEST_KUBELET_POD_IP)`` provide it.
+``localhost``/``127.0.0.1`` are left alone. Python programs that bind an IPv4 wildcard in their
+own code (``c.JupyterHub.hub_ip = "0.0.0.0"``, ``python -m http.server``) get the pod's address
+from the ``sitecustomize`` every container is given (:mod:`services`), which also resolves
+Service names. Other programs that bind a wildcard without being told must be given an address;
+the downward API (``fieldRef: status.podIP``) or ``$(TEST_KUBELET_POD_IP)`` provide it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,20 @@ from gpu_fraction.quantity import parse_quantity
 
 from .behavior import PodBehavior, ProcessSpec
 from .common import deep_copy, get_path, rfc3339_micro
+from .services import pod_network_env
 
 WILDCARD_HOSTS = ("0.0.0.0", "::", "[::]", "*", "")
-BIND_FLAGS = ("--ip", "--host", "--bind", "--address", "--listen", "--bind-address", "-b")
+BIND_FLAGS = (
+    "--ip",
+    "--host",
+    "--bind",
+    "--address",
+    "--listen",
+    "--bind-address",
+    "-b",
+    "--api-ip",  # configurable-http-proxy's API
+    "--metrics-ip",
+)
 PASSTHROUGH_ENV = (
     "PATH",
     "LANG",
@@ -300,12 +314,14 @@ def mount_namespace_argv(spec: ProcessSpec) -> list[str]:
         m["mountPath"] for m in spec.container.get("volumeMounts") or [] if m.get("readOnly")
     }
     lines = ["set -e"]
-    # Shorter paths first, so a mount inside another mount lands on top of it.
+    # Shorter paths first, so a mount inside another mount lands on top of it; read-only once
+    # every mount point exists (one inside a read-only volume, as a runtime makes it).
     for target in sorted(spec.mounts, key=len):
         source, dest = shlex.quote(str(spec.mounts[target])), shlex.quote(target)
         lines.append(f"mkdir -p -- {dest} && mount --bind -- {source} {dest}")
+    for target in sorted(spec.mounts, key=len):
         if target in read_only:
-            lines.append(f"mount -o remount,bind,ro -- {dest}")
+            lines.append(f"mount -o remount,bind,ro -- {shlex.quote(target)}")
     working_dir = spec.container.get("workingDir")
     if working_dir:
         lines.append(f"mkdir -p -- {shlex.quote(working_dir)} && cd -- {shlex.quote(working_dir)}")
@@ -387,6 +403,7 @@ def build_process_spec(
     pod_ip: str,
     sandbox: Path,
     volumes: dict[str, Path],
+    services_table: Path | None = None,
 ) -> ProcessSpec:
     """Command line, environment and working directory of a run-process container.
 
@@ -394,7 +411,8 @@ def build_process_spec(
     test interpreter's directory prepended to PATH, standing in for the image's tools), what
     the kubelet gives the container, the harness's own variables (HOME and TMPDIR in the pod
     sandbox, ``TEST_KUBELET_POD_IP``/``_POD_NAME``/``_NAMESPACE``/``_SANDBOX``), then
-    ``PodBehavior.env``; finally bind rewriting and the ``transform`` hook.
+    ``PodBehavior.env``, the cluster's names (``services_table``, see :mod:`services`);
+    finally bind rewriting and the ``transform`` hook.
     """
     env = {k: os.environ[k] for k in PASSTHROUGH_ENV if k in os.environ}
     env["PATH"] = os.pathsep.join(filter(None, [os.path.dirname(sys.executable), env.get("PATH")]))
@@ -419,6 +437,8 @@ def build_process_spec(
         argv = [expand(a, env) for a in raw]
     argv += list(behavior.append_args)
     env.update(behavior.env)
+    if services_table is not None:
+        pod_network_env(env, services_table)
     if behavior.rewrite_bind_args:
         argv = rewrite_bind_args(argv, pod_ip)
         rewrite_service_url(env, pod_ip)

@@ -37,6 +37,7 @@ VALUE_SETS: dict[str, list[str]] = {
     "postgresql": ["--set", "jobs.db.existingSecret=jobs-db"],
     "no-gpu-nodes": ["--set", "agent.enabled=false", "--set", "networkPolicy.enabled=false"],
     "no-jobs": ["--set", "jobs.enabled=false"],
+    "no-storage": ["--set", "singleuser.storage.type=none"],
     "z2jh-style": [
         "--set-json",
         f"aiConsole={json.dumps(yaml.safe_load(EXAMPLE.read_text()))}",
@@ -88,6 +89,10 @@ def test_value_sets_change_what_is_deployed() -> None:
     # An external database: no SQLite volume for the jobs service, the URL from its Secret.
     assert ("PersistentVolumeClaim", "ai-console-jobs-db") in kinds["defaults"]
     assert ("PersistentVolumeClaim", "ai-console-jobs-db") not in kinds["postgresql"]
+    # Users' claims: made by the hub (storage_pvc_ensure), unless storage is off.
+    for name, made in (("defaults", True), ("no-storage", False)):
+        config = by_kind(render(*VALUE_SETS[name]), "ConfigMap")["ai-console-hub"]["data"]
+        assert ("c.KubeSpawner.storage_pvc_ensure = True" in config["jupyterhub_config.py"]) is made
     jobs = by_kind(render(*VALUE_SETS["postgresql"]), "Deployment")["ai-console-jobs"]
     container = jobs["spec"]["template"]["spec"]["containers"][0]
     assert "--JobsService.db_url=$(AI_CONSOLE_JOBS_DB_URL)" in container["command"]
@@ -207,6 +212,11 @@ def test_user_pods_reach_only_the_platform_they_use() -> None:
         (["--set-json", 'aiConsole={"profilez": []}'], "additional properties 'profilez'"),
         (["--set", "proxy.service.type=Public"], "at '/proxy/service/type'"),
         (["--set", "jobs.db.url=mysql://x"], "at '/jobs/db/url'"),
+        (
+            ["--set", "singleuser.storage.pvcNameTemplate=home"],
+            "at '/singleuser/storage/pvcNameTemplate'",
+        ),
+        (["--set", "hub.config.jupyterhub=x"], "at '/hub/config/jupyterhub'"),
     ],
 )
 def test_bad_values_are_refused_with_their_path(values: list[str], message: str) -> None:
@@ -214,6 +224,20 @@ def test_bad_values_are_refused_with_their_path(values: list[str], message: str)
         done = helm(*command, *values)
         assert done.returncode != 0
         assert message in done.stdout + done.stderr
+
+
+def test_the_notes_warn_when_nobody_could_log_in() -> None:
+    """JupyterHub's default authenticator (PAM) has no accounts in the hub's container."""
+
+    def notes(*values: str) -> str:
+        done = helm("install", "ai", str(CHART), "--dry-run=client", "-n", NAMESPACE, *values)
+        assert done.returncode == 0, done.stderr
+        return done.stdout.split("NOTES:", 1)[1]
+
+    assert "WARNING: no authenticator chosen" in notes()
+    chosen = notes("--set", "hub.config.JupyterHub.authenticator_class=github")
+    assert "Users log in with: github." in chosen and "WARNING" not in chosen
+    assert "kubectl port-forward" in notes("--set", "proxy.service.type=ClusterIP")
 
 
 def test_values_schema_is_current() -> None:
