@@ -23,7 +23,7 @@ with 16,000 GPUs.
 from __future__ import annotations
 
 import heapq
-import secrets
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -52,6 +52,14 @@ WHOLE_CANDIDATES = 32
 
 
 _UNACCOUNTED: tuple[None, None] = (None, None)
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+def _by_index(entry: _Gpu) -> int:
+    return entry.gpu.index
 
 
 class _Gpu:
@@ -169,6 +177,7 @@ class Allocator:
             name: (c.cpu_millis, c.memory_mib) for name, c in self._nodes.items()
         }
         self._records: dict[str, _Record] = {}
+        self._ids: list[str] = []
         self._expiry: list[tuple[float, str]] = []
         self.add_gpus(gpus)
 
@@ -259,7 +268,7 @@ class Allocator:
                 raise AllocationRefused(several_types_reason(self, pools, request))
             pool, chosen = placed
             # Unguessable: whoever may release "an allocation" must first be shown its id.
-            allocation_id = secrets.token_hex(10)
+            allocation_id = self._new_id()
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             allocation = self._take(pool, chosen, request, owner, allocation_id)
             self._records[allocation_id] = _Record(allocation, False, deadline)
@@ -314,7 +323,7 @@ class Allocator:
             node = best[1]
             self._charge_node(node, cpu_millis, host_memory_mib)
             allocation = Allocation(
-                id=secrets.token_hex(10),
+                id=self._new_id(),
                 owner=owner,
                 node=node,
                 gpu_type="none",
@@ -581,55 +590,72 @@ class Allocator:
         Candidates come in GPU order (least GPU fragmentation, then best fit), which also
         breaks ties: among equal growths the earlier, tighter fit wins.
         """
+        best_growth = float("inf")
         best: tuple | None = None
-        rank = 0
+        shape = request.shape
         for pool in pools:
             mix = self._compiled(pool)
             if request.is_whole:
                 nodes = self._whole_candidates(pool, request)
             else:
-                nodes = self._share_candidates(pool, request)
+                nodes = self._share_candidates(pool, request, mix)
             frag = pool.frag
-            shape = request.shape
-            for node, hint in nodes:
-                # The cache look-up inline: most candidates have not changed since last time.
-                cached = frag.get(node)
-                hit = cached[1].get(shape) if cached is not None else None
-                if hit is None:
-                    hit = self._node_growth(pool, mix, node, request, hint)
-                growth, state = hit
-                rank += 1
-                if best is None or (growth, rank) < best[0]:
-                    best = ((growth, rank), pool, node, state)
-        if best is None:
+            for node, hint, quick in nodes:
+                if quick is not None:
+                    growth = quick
+                    state = hint  # the GPU itself
+                else:
+                    # The cache look-up inline: most candidates have not changed since last time.
+                    cached = frag.get(node)
+                    hit = cached[1].get(shape) if cached is not None else None
+                    if hit is None:
+                        hit = self._node_growth(pool, mix, node, request)
+                    growth, state = hit
+                # Strictly less: among equal growths the earlier candidate wins.
+                if growth < best_growth or best is None:
+                    best_growth = growth
+                    best = (pool, node, state)
+        if best is None or best_growth == float("inf"):
             return None
-        _, pool, node, state = best
-        gpus = pool.by_node[node]
+        pool, node, state = best
         if request.is_whole:
-            free = sorted(pool.free_by_node[node].values(), key=lambda g: g.gpu.index)
+            free = sorted(pool.free_by_node[node].values(), key=_by_index)
             return pool, free[: request.count]
-        return pool, [next(g for g in gpus if g.state == state)]
+        if type(state) is _Gpu:
+            return pool, [state]
+        for entry in pool.by_node[node]:
+            if entry.state == state:
+                return pool, [entry]
+        return None  # pragma: no cover - the state came from this node
 
     def _share_candidates(
-        self, pool: _TypePool, request: SliceRequest
-    ) -> list[tuple[str, GpuState | None]]:
-        """Nodes with a GPU that can take the share, from the GPU states that suit it best,
-        each with the state it was found by (None: score all its GPUs)."""
+        self, pool: _TypePool, request: SliceRequest, mix: CompiledMix
+    ) -> list[tuple[str, _Gpu | None, float | None]]:
+        """Nodes with a GPU that can take the share, from the GPU states that suit it best:
+        ``(node, GPU it was found by and growth, or None and None: score the node)``.
+
+        The growth comes with the candidate when the node's fragmentation grows exactly as
+        its GPU's does: a partly used GPU on a node that keeps the CPU and memory of every
+        task of the mix after the pod (no task's fit on the node changes but through that
+        GPU). Then the node is not scored GPU by GPU, and a reserve costs a few look-ups.
+        """
         if request.node is not None:
             gpus = pool.by_node.get(request.node, ())
             ok = [g for g in gpus if self._fits(g.state, request) and self._allowed(g, request)]
-            return [(request.node, None)] if ok else []
+            return [(request.node, None, None)] if ok else []
         order = self._order(pool, request, "binpack")
-        found: list[tuple[str, GpuState | None]] = []
+        found: list[tuple[str, _Gpu | None, float | None]] = []
         seen: set[str] = set()
         # Without zone or node set only the node's CPU and memory are checked, inline: this
         # loop runs for every reserve.
         plain = request.zone is None and request.nodes is None
         need_cpu, need_mem = request.cpu_millis, request.host_memory_mib
+        keep_cpu, keep_mem = need_cpu + mix.max_cpu, need_mem + mix.max_memory
         free_of = self._free.get
         allowed = self._allowed
-        for state in order:
-            members = pool.classes[state]
+        classes = pool.classes
+        for state, growth in order:
+            members = classes[state]
             if not members:
                 continue
             if state[1] == state[0] and state[2] == 100:
@@ -646,13 +672,16 @@ class Allocator:
                     if node in seen:
                         continue
                     seen.add(node)
+                    cpu, mem = free_of(node, _UNACCOUNTED)
                     if plain:
-                        cpu, mem = free_of(node, _UNACCOUNTED)
                         ok = (cpu is None or need_cpu <= cpu) and (mem is None or need_mem <= mem)
                     else:
                         ok = allowed(entry, request)
                     if ok:
-                        found.append((node, state))
+                        if (cpu is None or cpu >= keep_cpu) and (mem is None or mem >= keep_mem):
+                            found.append((node, entry, growth))
+                        else:
+                            found.append((node, None, None))
                         taken += 1
                         if taken >= PER_STATE or len(found) >= CANDIDATE_NODES:
                             break
@@ -662,17 +691,34 @@ class Allocator:
 
     def _whole_candidates(
         self, pool: _TypePool, request: SliceRequest
-    ) -> list[tuple[str, GpuState | None]]:
+    ) -> list[tuple[str, None, None]]:
         """Nodes with enough fully free GPUs: a few of each free-GPU count."""
-        found: list[tuple[str, GpuState | None]] = []
-        seen: set[str] = set()
+        found: list[tuple[str, None, None]] = []
         if request.node is not None:
             free = pool.free_by_node.get(request.node, {})
             if len(free) >= request.count and self._allowed(next(iter(free.values())), request):
-                found.append((request.node, None))
+                found.append((request.node, None, None))
             return found
-        for c in range(request.count, len(pool.nodes_by_free)):
-            self._take_nodes(pool, pool.nodes_by_free[c], request, found, seen, PER_FREE_COUNT)
+        plain = request.zone is None and request.nodes is None
+        need_cpu, need_mem = request.cpu_millis, request.host_memory_mib
+        free_of = self._free.get
+        free_by_node = pool.free_by_node
+        allowed = self._allowed
+        nodes_by_free = pool.nodes_by_free
+        # Each node is under exactly one count, so no node comes twice.
+        for c in range(request.count, len(nodes_by_free)):
+            taken = 0
+            for node in nodes_by_free[c]:
+                if plain:
+                    cpu, mem = free_of(node, _UNACCOUNTED)
+                    ok = (cpu is None or need_cpu <= cpu) and (mem is None or need_mem <= mem)
+                else:
+                    ok = allowed(next(iter(free_by_node[node].values())), request)
+                if ok:
+                    found.append((node, None, None))
+                    taken += 1
+                    if taken >= PER_FREE_COUNT:
+                        break
             if len(found) >= WHOLE_CANDIDATES:
                 break
         return found
@@ -682,9 +728,8 @@ class Allocator:
         pool: _TypePool,
         nodes: dict[str, None],
         request: SliceRequest,
-        found: list[tuple[str, GpuState | None]],
+        found: list[tuple[str, _Gpu | None, float | None]],
         seen: set[str],
-        per_count: int = PER_STATE,
     ) -> None:
         taken = 0
         for node in nodes:
@@ -692,9 +737,9 @@ class Allocator:
                 continue
             seen.add(node)
             if self._allowed(next(iter(pool.free_by_node[node].values())), request):
-                found.append((node, None))
+                found.append((node, None, None))
                 taken += 1
-                if taken >= per_count:
+                if taken >= PER_STATE:
                     return
 
     def _node_growth(
@@ -703,45 +748,23 @@ class Allocator:
         mix: CompiledMix,
         node: str,
         request: SliceRequest,
-        hint: GpuState | None = None,
     ) -> tuple[float, GpuState | None]:
         """How much the node's fragmentation grows if the request goes there, and on which
-        GPU state (a share); cached until the node changes.
-
-        ``hint`` is the node's best GPU state for the share by GPU-level order. When it is a
-        partly used GPU and the node keeps CPU and memory for every task of the mix after the
-        pod, the node's growth *is* that GPU's growth (no task's fit on the node changes but
-        through that GPU), so the node is not scored GPU by GPU: the common case costs a few
-        look-ups.
-        """
+        GPU state (a share), its GPUs and CPU/memory scored as a whole; cached until the node
+        changes."""
         cached = pool.frag.get(node)
         if cached is not None:
             hit = cached[1].get(request.shape)
             if hit is not None:
                 return hit
         cpu, mem = self._node_free(node)
-        if hint is not None and (hint[1] != hint[0] or hint[2] != 100):
-            left_cpu = None if cpu is None else cpu - request.cpu_millis
-            left_mem = None if mem is None else mem - request.host_memory_mib
-            if mix.pod_fits(left_cpu, left_mem) & mix.all_bits == mix.all_bits:
-                total = hint[0]
-                after = (total, hint[1] - request.memory_on(total), hint[2] - request._compute)
-                growth = round(mix.gpu_only(after) - mix.gpu_only(hint), 9)
-                hit = (growth, hint)
-                if cached is None:
-                    # No score of the node as a whole yet: only this shape's growth is known.
-                    cached = pool.frag[node] = [None, {}, None]
-                cached[1][request.shape] = hit
-                return hit
         states = [g.state for g in pool.by_node[node]]
         gpu = mix.gpu
         known = mix.known
         items = [known(s) or gpu(s) for s in states]
-        if cached is None or cached[0] is None:
+        if cached is None:
             fits = mix.fits(items, cpu, mem)
-            if cached is None:
-                cached = pool.frag[node] = [None, {}, None]
-            cached[0], cached[2] = mix._node(items, fits), fits
+            cached = pool.frag[node] = [mix._node(items, fits), {}, fits]
         now, fits = cached[0], cached[2]
         if cpu is not None:
             cpu -= request.cpu_millis
@@ -772,14 +795,23 @@ class Allocator:
         cached[1][request.shape] = hit
         return hit
 
-    def _order(self, pool: _TypePool, request: SliceRequest, policy: str) -> list[GpuState]:
-        """Free states that fit the request, best first (cached per request shape)."""
+    def _order(
+        self, pool: _TypePool, request: SliceRequest, policy: str
+    ) -> list[tuple[GpuState, float | None]]:
+        """Free states that fit the request, best first, each with its GPU's growth of
+        fragmentation under binpack (cached per request shape)."""
         shape = (request.size_key, request.memory_mib, request._compute, policy)
         order = pool.order_cache.get(shape)
         if order is None:
-            fitting = [s for s in pool.classes if self._fits(s, request)]
-            fitting.sort(key=lambda s: self._score(pool, s, request, policy))
-            order = pool.order_cache[shape] = fitting
+            scored = [
+                (self._score(pool, s, request, policy), s)
+                for s in pool.classes
+                if self._fits(s, request)
+            ]
+            scored.sort(key=_first)  # stable: equal scores keep the index's order
+            binpack = policy == "binpack"
+            order = [(s, key[0] if binpack else None) for key, s in scored]
+            pool.order_cache[shape] = order
         return order
 
     def _place_fraction(self, pool: _TypePool, request: SliceRequest, policy: str) -> _Gpu | None:
@@ -792,7 +824,7 @@ class Allocator:
                 if self._fits(g.state, request) and self._allowed(g, request)
             ]
             return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
-        for state in self._order(pool, request, policy):
+        for state, _ in self._order(pool, request, policy):
             members = pool.classes[state]
             if not members:
                 continue
@@ -865,6 +897,14 @@ class Allocator:
 
     # --- bookkeeping -------------------------------------------------------------------------
 
+    def _new_id(self) -> str:
+        """A fresh allocation id: 80 random bits (drawn 512 at a time: one system call)."""
+        ids = self._ids
+        if not ids:
+            raw = os.urandom(10 * 512).hex()
+            ids.extend(raw[i : i + 20] for i in range(0, len(raw), 20))
+        return ids.pop()
+
     def _node_free(self, node: str) -> tuple[int | None, int | None]:
         """Free CPU millicores and memory MiB of a node (None: not accounted)."""
         return self._free.get(node, _UNACCOUNTED)
@@ -901,22 +941,27 @@ class Allocator:
     ) -> Allocation:
         first = entries[0].gpu
         memory = request.memory_on(first.memory_mib)
-        compute = request.guaranteed_compute()
+        compute = request._compute
         for entry in entries:
             self._consume(pool, entry, memory, compute)
         self._charge_node(first.node, request.cpu_millis, request.host_memory_mib)
+        if len(entries) == 1:
+            uuids, indices = (first.uuid,), (first.index,)
+        else:
+            uuids = tuple(e.gpu.uuid for e in entries)
+            indices = tuple(e.gpu.index for e in entries)
         return Allocation(
             id=allocation_id,
             owner=owner,
             node=first.node,
             gpu_type=first.gpu_type,
-            gpu_uuids=tuple(e.gpu.uuid for e in entries),
-            gpu_indices=tuple(e.gpu.index for e in entries),
+            gpu_uuids=uuids,
+            gpu_indices=indices,
             fraction=request.fraction,
             memory_mib=memory,
             gpu_memory_mib=first.memory_mib,
             compute_min=compute,
-            compute_max=request.burst_compute(),
+            compute_max=100 if request.is_whole else request.compute_max,
             cpu_millis=request.cpu_millis,
             host_memory_mib=request.host_memory_mib,
             product=first.product,
@@ -924,25 +969,36 @@ class Allocator:
         )
 
     def _give_back(self, allocation: Allocation) -> None:
+        gpus = self._gpus
+        pools = self._pools
+        memory, compute = -allocation.memory_mib, -allocation.compute_min
         for uuid in allocation.gpu_uuids:
-            entry = self._gpus[uuid]
-            pool = self._pools[entry.gpu.gpu_type]
-            self._consume(pool, entry, -allocation.memory_mib, -allocation.compute_min)
+            entry = gpus[uuid]
+            self._consume(pools[entry.gpu.gpu_type], entry, memory, compute)
         self._charge_node(allocation.node, -allocation.cpu_millis, -allocation.host_memory_mib)
 
     def _consume(self, pool: _TypePool, entry: _Gpu, memory: int, compute: int) -> None:
         """Move a GPU to its new free state (negative amounts give capacity back)."""
-        was_free = entry.fully_free
+        gpu = entry.gpu
         if pool.frag:
-            pool.frag.pop(entry.gpu.node, None)
-        del pool.classes[entry.state][entry.gpu.uuid]
-        entry.free_mem -= memory
-        entry.free_compute -= compute
-        entry.state = (entry.state[0], entry.free_mem, entry.free_compute)
-        entry.slices += 1 if memory >= 0 else -1
-        self._index(pool, entry)
-        if was_free != entry.fully_free:
-            self._mark_free(pool, entry, entry.fully_free)
+            pool.frag.pop(gpu.node, None)
+        classes = pool.classes
+        uuid = gpu.uuid
+        old = entry.state
+        del classes[old][uuid]
+        free_mem = entry.free_mem = entry.free_mem - memory
+        free_c = entry.free_compute = entry.free_compute - compute
+        state = entry.state = (old[0], free_mem, free_c)
+        members = classes.get(state)
+        if members is None:
+            classes[state] = {uuid: entry}
+            pool.order_cache.clear()  # a state never seen before may be the best fit
+        else:
+            members[uuid] = entry
+        slices = entry.slices
+        after = entry.slices = slices + (1 if memory >= 0 else -1)
+        if not slices or not after:  # it was or is now fully free
+            self._mark_free(pool, entry, not after)
 
     def _index(self, pool: _TypePool, entry: _Gpu) -> None:
         state = entry.state

@@ -38,6 +38,8 @@ class CompiledMix:
         "_sum",
         "all_bits",
         "known",
+        "max_cpu",
+        "max_memory",
         "share_bits",
         "shares",
         "total_weight",
@@ -65,6 +67,9 @@ class CompiledMix:
         self.whole_by_free = whole_need
         self._cpu_needs, self._cpu_masks = _prefix_masks([s[4] for s, _ in weights])
         self._mem_needs, self._mem_masks = _prefix_masks([s[5] for s, _ in weights])
+        #: A node with this much CPU and memory free fits every task's pod.
+        self.max_cpu = max(self._cpu_needs, default=0)
+        self.max_memory = max(self._mem_needs, default=0)
         self._gpu: dict[GpuState, tuple[int, float]] = {}
         #: :meth:`gpu` for a state seen before (a bound dict.get: no Python frame)
         self.known = self._gpu.get
