@@ -45,7 +45,9 @@ The policies, over one node model (free CPU, free memory, free milli-GPU per GPU
   through ``reserve_pod`` (the allocator picks the node where they strand least GPU capacity);
   ``--cpu-only-best-fit`` instead places them with the best-fit rule below and hands each to
   ``adopt`` as an allocation without GPUs, so ours' own CPU/memory checks see the CPU they
-  take (the way a pod the allocator did not place is accounted).
+  take (the way a pod the allocator did not place is accounted). ``--cpu-only-tainted`` keeps
+  CPU-only pods off the GPU nodes altogether (a taint sends them to CPU nodes, not modelled), to
+  measure what sharing GPU nodes' CPU with them costs.
 - ``fgd``: the paper's method, written here from the paper and its simulator
   (hkust-adsl/kubernetes-scheduler-simulator, ``frag.go``, ``fgd_score.go``). A node's
   fragmentation for a task is the free GPU capacity the task cannot use: all of it when the
@@ -612,6 +614,8 @@ class Ours:
     type_loop = False
     #: Place CPU-only pods by best fit and ``adopt`` them, instead of ``reserve_pod``.
     cpu_only_best_fit = False
+    #: Keep CPU-only pods off the GPU nodes (a taint): they run on CPU nodes not modelled here.
+    cpu_only_tainted = False
 
     def __init__(self, cluster: Cluster, wl: Workload, latencies: Latencies) -> None:
         self.cluster, self.wl, self.latencies = cluster, wl, latencies
@@ -672,7 +676,10 @@ class Ours:
 
     def _place_cpu_only(self, c: int) -> Placement | None:
         """Placed by the allocator (``reserve_pod``), or by the best-fit rule and then accounted
-        in the allocator (``adopt`` checks the node's CPU and memory against what it holds)."""
+        in the allocator (``adopt`` checks the node's CPU and memory against what it holds),
+        or (tainted GPU nodes) not on this cluster at all."""
+        if self.cpu_only_tainted:
+            return None
         if not self.cpu_only_best_fit:
             try:
                 allocation = self.allocator.reserve_pod(
@@ -689,20 +696,12 @@ class Ours:
             return None
         self.cpu_only_pods += 1
         self.allocator.adopt(
-            Allocation(
-                id=f"cpu-only-{self.cpu_only_pods}",
-                owner=self.OWNER,
-                node=self.cluster.names[n],
-                gpu_type="none",
-                gpu_uuids=(),
-                gpu_indices=(),
-                fraction=Fraction(0),
-                memory_mib=0,
-                gpu_memory_mib=1,
-                compute_min=0,
-                compute_max=0,
-                cpu_millis=int(self.wl.cpu[c]),
-                host_memory_mib=int(self.wl.mem[c]),
+            Allocation.cpu_only(
+                f"cpu-only-{self.cpu_only_pods}",
+                self.OWNER,
+                self.cluster.names[n],
+                int(self.wl.cpu[c]),
+                int(self.wl.mem[c]),
             )
         )
         self.state.take(self.wl, c, n, ())
@@ -855,7 +854,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ours: place CPU-only pods by best fit and adopt them (not reserve_pod)",
     )
+    parser.add_argument(
+        "--cpu-only-tainted",
+        action="store_true",
+        help="ours: CPU-only pods kept off the GPU nodes by a taint (run elsewhere)",
+    )
     args = parser.parse_args(argv)
+    Ours.cpu_only_tainted = args.cpu_only_tainted
     Ours.type_loop = args.type_loop
     Ours.cpu_only_best_fit = args.cpu_only_best_fit
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

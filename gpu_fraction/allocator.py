@@ -100,6 +100,7 @@ class _TypePool:
         "gpu_type",
         "mix",
         "mix_version",
+        "node_share",
         "nodes_by_free",
         "order_cache",
         "size",
@@ -123,6 +124,8 @@ class _TypePool:
         self.free_by_node: dict[str, dict[str, _Gpu]] = {}
         #: count c -> nodes with exactly c fully free GPUs of this type (c >= 1)
         self.nodes_by_free: list[dict[str, None]] = [{}]
+        #: node -> free capacity of its GPUs of this type, in GPUs (free memory shares)
+        self.node_share: dict[str, float] = {}
 
 
 class _AllMixes:
@@ -178,6 +181,8 @@ class Allocator:
         }
         self._records: dict[str, _Record] = {}
         self._ids: list[str] = []
+        #: pods not placed here whose CPU/memory is counted: UID -> (node, CPU, memory)
+        self._observed: dict[str, tuple[str, int, int]] = {}
         self._expiry: list[tuple[float, str]] = []
         self.add_gpus(gpus)
 
@@ -206,6 +211,7 @@ class Allocator:
                     on_node.append(pool)
                 pool.frag.pop(gpu.node, None)
                 pool.size += 1
+                pool.node_share[gpu.node] = pool.node_share.get(gpu.node, 0.0) + 1.0
                 pool.by_node.setdefault(gpu.node, []).append(entry)
                 pool.by_node[gpu.node].sort(key=lambda g: g.gpu.index)
                 self._index(pool, entry)
@@ -322,20 +328,8 @@ class Allocator:
                 )
             node = best[1]
             self._charge_node(node, cpu_millis, host_memory_mib)
-            allocation = Allocation(
-                id=self._new_id(),
-                owner=owner,
-                node=node,
-                gpu_type="none",
-                gpu_uuids=(),
-                gpu_indices=(),
-                fraction=Fraction(0),
-                memory_mib=0,
-                gpu_memory_mib=1,
-                compute_min=0,
-                compute_max=0,
-                cpu_millis=cpu_millis,
-                host_memory_mib=host_memory_mib,
+            allocation = Allocation.cpu_only(
+                self._new_id(), owner, node, cpu_millis, host_memory_mib
             )
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             self._records[allocation.id] = _Record(allocation, False, deadline)
@@ -356,11 +350,13 @@ class Allocator:
         left_cpu = None if cpu is None else cpu - cpu_millis
         left_mem = None if mem is None else mem - memory_mib
         every = mix.all_bits
+        free = pool.node_share[node]
+        more = mix.stranded(free, left_cpu, left_mem) - mix.stranded(free, cpu, mem)
         if mix.pod_fits(cpu, mem) & every == mix.pod_fits(left_cpu, left_mem) & every:
-            return 0.0  # the same tasks fit after: nothing becomes unusable
+            return more  # the same tasks fit after: no GPU becomes unusable to a task
         known, gpu = mix.known, mix.gpu
         items = [known(g.state) or gpu(g.state) for g in pool.by_node[node]]
-        return mix.node_of(items, left_cpu, left_mem) - mix.node_of(items, cpu, mem)
+        return mix.node_of(items, left_cpu, left_mem) - mix.node_of(items, cpu, mem) + more
 
     def commit(self, allocation_id: str) -> Allocation:
         """Make a reservation permanent (the pod or process now exists)."""
@@ -447,6 +443,43 @@ class Allocator:
                 heapq.heappush(self._expiry, (deadline, allocation.id))
             return allocation
 
+    def observe_pod(self, node: str, pod_uid: str, cpu_millis: int, memory_mib: int) -> bool:
+        """Count the CPU and memory requests of a pod the allocator did not place (a pod
+        without an allocation, seen on a managed node), so placement leaves them alone.
+
+        Kept apart from the slices: nothing to commit or release, no annotation, and a pod
+        is counted once however often it is seen; seeing it again with other requests (or on
+        another node) replaces what was counted. Returns whether anything changed. A node may
+        end up over its capacity this way (the pod exists): nothing more is placed there until
+        enough is freed.
+        """
+        if cpu_millis < 0 or memory_mib < 0:
+            raise ValueError(f"pod {pod_uid}: CPU and memory requests cannot be negative")
+        with self._lock:
+            known = self._observed.get(pod_uid)
+            if known == (node, cpu_millis, memory_mib):
+                return False
+            if known is not None:
+                self._charge_node(known[0], -known[1], -known[2])
+            self._observed[pod_uid] = (node, cpu_millis, memory_mib)
+            self._charge_node(node, cpu_millis, memory_mib)
+            return True
+
+    def forget_pod(self, pod_uid: str) -> bool:
+        """Stop counting a pod given to :meth:`observe_pod` (it ended or left the node).
+        Idempotent: False when it was not counted."""
+        with self._lock:
+            known = self._observed.pop(pod_uid, None)
+            if known is None:
+                return False
+            self._charge_node(known[0], -known[1], -known[2])
+            return True
+
+    def observed_pods(self) -> dict[str, tuple[str, int, int]]:
+        """Pod UID -> (node, CPU millicores, memory MiB) of the pods counted by observe_pod."""
+        with self._lock:
+            return dict(self._observed)
+
     # --- queries -----------------------------------------------------------------------------
 
     def get(self, allocation_id: str) -> Allocation | None:
@@ -518,7 +551,8 @@ class Allocator:
             return {u: (e.free_mem, e.free_compute) for u, e in self._gpus.items()}
 
     def node_usage(self) -> dict[str, tuple[int, int]]:
-        """Node -> (CPU millicores, memory MiB) requested by the pods placed there."""
+        """Node -> (CPU millicores, memory MiB) requested by the pods placed there and those
+        counted by :meth:`observe_pod`."""
         with self._lock:
             return {node: (used[0], used[1]) for node, used in self._node_used.items()}
 
@@ -654,6 +688,8 @@ class Allocator:
         free_of = self._free.get
         allowed = self._allowed
         classes = pool.classes
+        share_of = pool.node_share.__getitem__
+        stranded = mix.stranded
         for state, growth in order:
             members = classes[state]
             if not members:
@@ -679,7 +715,14 @@ class Allocator:
                         ok = allowed(entry, request)
                     if ok:
                         if (cpu is None or cpu >= keep_cpu) and (mem is None or mem >= keep_mem):
-                            found.append((node, entry, growth))
+                            free = share_of(node)
+                            after = free - request.memory_on(state[0]) / state[0]
+                            more = stranded(
+                                after,
+                                cpu if cpu is None else cpu - need_cpu,
+                                (mem if mem is None else mem - need_mem),
+                            ) - stranded(free, cpu, mem)
+                            found.append((node, entry, growth + more))
                         else:
                             found.append((node, None, None))
                         taken += 1
@@ -762,10 +805,14 @@ class Allocator:
         gpu = mix.gpu
         known = mix.known
         items = [known(s) or gpu(s) for s in states]
+        free = pool.node_share[node]
         if cached is None:
             fits = mix.fits(items, cpu, mem)
-            cached = pool.frag[node] = [mix._node(items, fits), {}, fits]
+            now = mix._node(items, fits) + mix.stranded(free, cpu, mem)
+            cached = pool.frag[node] = [now, {}, fits]
         now, fits = cached[0], cached[2]
+        stranded_now = mix.stranded(free, cpu, mem)
+        now -= stranded_now  # growth() compares the fragmentation part alone
         if cpu is not None:
             cpu -= request.cpu_millis
         if mem is not None:
@@ -775,7 +822,8 @@ class Allocator:
             for i, (total, free_mem, free_c) in enumerate(states):
                 if len(moved) < request.count and free_mem == total and free_c == 100:
                     moved.append((i, gpu((total, 0, 0))))
-            hit = (round(mix.growth(items, now, fits, moved, cpu, mem), 9), None)
+            more = mix.stranded(free - request.count, cpu, mem) - stranded_now
+            hit = (round(mix.growth(items, now, fits, moved, cpu, mem) + more, 9), None)
         else:
             compute = request.guaranteed_compute()
             best: tuple | None = None
@@ -787,8 +835,10 @@ class Allocator:
                 total, free_mem, free_c = state
                 left_mem = free_mem - request.memory_on(total)
                 moved = [(i, gpu((total, left_mem, free_c - compute)))]
+                more = mix.stranded(free - (free_mem - left_mem) / total, cpu, mem) - stranded_now
                 # Equal growth: the GPU left with least free (best fit).
-                key = (round(mix.growth(items, now, fits, moved, cpu, mem), 9), left_mem / total)
+                growth = mix.growth(items, now, fits, moved, cpu, mem) + more
+                key = (round(growth, 9), left_mem / total)
                 if best is None or key < best[0]:
                     best = (key, state)
             hit = (float("inf"), None) if best is None else (best[0][0], best[1])
@@ -987,6 +1037,7 @@ class Allocator:
         old = entry.state
         del classes[old][uuid]
         free_mem = entry.free_mem = entry.free_mem - memory
+        pool.node_share[gpu.node] -= memory / old[0]
         free_c = entry.free_compute = entry.free_compute - compute
         state = entry.state = (old[0], free_mem, free_c)
         members = classes.get(state)

@@ -32,9 +32,11 @@ class CompiledMix:
     __slots__ = (
         "_cpu_masks",
         "_cpu_needs",
+        "_cpu_per_gpu",
         "_gpu",
         "_mem_masks",
         "_mem_needs",
+        "_mem_per_gpu",
         "_sum",
         "all_bits",
         "known",
@@ -70,6 +72,12 @@ class CompiledMix:
         #: A node with this much CPU and memory free fits every task's pod.
         self.max_cpu = max(self._cpu_needs, default=0)
         self.max_memory = max(self._mem_needs, default=0)
+        # CPU and memory the mix asks per GPU it asks, on average (None: none asked).
+        asked = sum(w * num / den for (num, den, *_), w in weights)
+        cpu = sum(w * shape[4] for shape, w in weights)
+        mem = sum(w * shape[5] for shape, w in weights)
+        self._cpu_per_gpu = cpu / asked if cpu and asked else None
+        self._mem_per_gpu = mem / asked if mem and asked else None
         self._gpu: dict[GpuState, tuple[int, float]] = {}
         #: :meth:`gpu` for a state seen before (a bound dict.get: no Python frame)
         self.known = self._gpu.get
@@ -180,10 +188,26 @@ class CompiledMix:
                 usable += share * weight(mask & fits)
         return self.total_weight * free - usable
 
+    def stranded(self, free: float, cpu: int | None, memory: int | None) -> float:
+        """Free GPUs (``free``, in GPUs) beyond what the node's free CPU and memory can serve
+        at the mix's average CPU and memory per GPU, weighted like a fragmentation: capacity
+        that the mix's pods, arriving one after another, would leave without CPU."""
+        room = free
+        if cpu is not None and self._cpu_per_gpu is not None:
+            room = min(room, cpu / self._cpu_per_gpu)
+        if memory is not None and self._mem_per_gpu is not None:
+            room = min(room, memory / self._mem_per_gpu)
+        return STRANDED_WEIGHT * self.total_weight * (free - room) if room < free else 0.0
+
     def gpu_only(self, state: GpuState) -> float:
         """A GPU's own fragmentation, ignoring its node (orders GPUs before nodes are scored)."""
         mask, share = self.gpu(state)
         return share * (self.total_weight - self.weight(mask))
+
+
+#: Weight of :meth:`CompiledMix.stranded` next to the fragmentation; chosen on
+#: benchmarks/packing.py (see the README's placement section).
+STRANDED_WEIGHT = 1.0
 
 
 def _prefix_masks(needs: list[int]) -> tuple[list[int], list[int]]:
