@@ -183,6 +183,16 @@ def test_node_fragmentation_counts_cpu_and_whole_gpu_counts():
     assert mix.node([half, free], 16_000, None) == pytest.approx(0.25)
 
 
+def test_stranded_counts_free_gpus_the_nodes_cpu_cannot_serve():
+    # One task: a whole GPU with 8 CPUs. A node with 4 free GPUs and 16 CPUs serves 2 of them.
+    mix = CompiledMix([((1, 1, 0, 100, 8000, 0), 1.0)])
+    assert mix.stranded(4.0, 16_000, None) == pytest.approx(2.0)
+    assert mix.stranded(4.0, 32_000, None) == 0.0
+    assert mix.stranded(4.0, None, None) == 0.0  # CPU not accounted
+    # No task asks for CPU or memory: nothing is stranded for want of them.
+    assert CompiledMix([((1, 2, 0, 50, 0, 0), 1.0)]).stranded(4.0, 0, 0) == 0.0
+
+
 # --- never over capacity, with CPU and memory -------------------------------------------------
 
 TYPES = ["RTX3090", "A100", "T4"]
