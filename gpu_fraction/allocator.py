@@ -10,8 +10,9 @@ time-to-live, so a spawn that died half-way does not keep a GPU slice.
 
 Placement (binpack) follows "Beware of Fragmentation" (USENIX ATC'23) at the level of nodes:
 a request goes to the node, of any GPU type it accepts, where the node's fragmentation (the
-expected free GPU capacity the learnt task mix cannot use, the pods' CPU and memory included;
-see :mod:`gpu_fraction.node_fragmentation`) grows least.
+expected free GPU capacity the learnt task mix cannot use, the pods' CPU and memory included,
+plus the free GPUs the node's CPU and memory could not serve at the mix's average need; see
+:mod:`gpu_fraction.node_fragmentation`) grows least.
 
 Speed matters because every spawn and job start goes through here under one lock: GPUs are
 grouped by their free state (total, free memory, free compute), states are ordered per request
@@ -23,7 +24,7 @@ with 16,000 GPUs.
 from __future__ import annotations
 
 import heapq
-import secrets
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -47,11 +48,25 @@ POLICIES = ("binpack", "spread")
 #: whole GPUs did, base 93.98 -> 95.77 -> 96.41 with 2 -> 8 -> 32 per count.
 CANDIDATE_NODES = 4
 PER_STATE = 2
+#: Where CPU or memory binds on a candidate or on any node of the type: WIDE_CANDIDATES nodes,
+#: WIDE_PER_STATE per state (the best node for the CPU is not the best GPU fit). Measured the
+#: same way, seed 42, sharing: 86.17 with 4 candidates always, 86.79 widened so, 87.53 with 32
+#: always (but 32 always costs the allocator benchmark its speed).
+WIDE_CANDIDATES = 32
+WIDE_PER_STATE = 8
 PER_FREE_COUNT = 32
 WHOLE_CANDIDATES = 32
 
 
 _UNACCOUNTED: tuple[None, None] = (None, None)
+
+
+def _first(pair: tuple) -> Any:
+    return pair[0]
+
+
+def _by_index(entry: _Gpu) -> int:
+    return entry.gpu.index
 
 
 class _Gpu:
@@ -84,7 +99,9 @@ class _TypePool:
     """Every GPU of one type, indexed by free state and, for whole-GPU requests, by node."""
 
     __slots__ = (
+        "bound",
         "by_node",
+        "changed",
         "classes",
         "compiled",
         "frag",
@@ -92,6 +109,7 @@ class _TypePool:
         "gpu_type",
         "mix",
         "mix_version",
+        "node_share",
         "nodes_by_free",
         "order_cache",
         "size",
@@ -115,6 +133,12 @@ class _TypePool:
         self.free_by_node: dict[str, dict[str, _Gpu]] = {}
         #: count c -> nodes with exactly c fully free GPUs of this type (c >= 1)
         self.nodes_by_free: list[dict[str, None]] = [{}]
+        #: node -> free capacity of its GPUs of this type, in GPUs (free memory shares)
+        self.node_share: dict[str, float] = {}
+        #: nodes whose CPU or memory cannot serve their free GPUs (CompiledMix.stranded > 0),
+        #: brought up to date from ``changed`` (nodes changed since) when placement asks
+        self.bound: set[str] = set()
+        self.changed: set[str] = set()
 
 
 class _AllMixes:
@@ -169,6 +193,9 @@ class Allocator:
             name: (c.cpu_millis, c.memory_mib) for name, c in self._nodes.items()
         }
         self._records: dict[str, _Record] = {}
+        self._ids: list[str] = []
+        #: pods not placed here whose CPU/memory is counted: UID -> (node, CPU, memory)
+        self._observed: dict[str, tuple[str, int, int]] = {}
         self._expiry: list[tuple[float, str]] = []
         self.add_gpus(gpus)
 
@@ -197,6 +224,7 @@ class Allocator:
                     on_node.append(pool)
                 pool.frag.pop(gpu.node, None)
                 pool.size += 1
+                pool.node_share[gpu.node] = pool.node_share.get(gpu.node, 0.0) + 1.0
                 pool.by_node.setdefault(gpu.node, []).append(entry)
                 pool.by_node[gpu.node].sort(key=lambda g: g.gpu.index)
                 self._index(pool, entry)
@@ -259,7 +287,7 @@ class Allocator:
                 raise AllocationRefused(several_types_reason(self, pools, request))
             pool, chosen = placed
             # Unguessable: whoever may release "an allocation" must first be shown its id.
-            allocation_id = secrets.token_hex(10)
+            allocation_id = self._new_id()
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             allocation = self._take(pool, chosen, request, owner, allocation_id)
             self._records[allocation_id] = _Record(allocation, False, deadline)
@@ -313,20 +341,8 @@ class Allocator:
                 )
             node = best[1]
             self._charge_node(node, cpu_millis, host_memory_mib)
-            allocation = Allocation(
-                id=secrets.token_hex(10),
-                owner=owner,
-                node=node,
-                gpu_type="none",
-                gpu_uuids=(),
-                gpu_indices=(),
-                fraction=Fraction(0),
-                memory_mib=0,
-                gpu_memory_mib=1,
-                compute_min=0,
-                compute_max=0,
-                cpu_millis=cpu_millis,
-                host_memory_mib=host_memory_mib,
+            allocation = Allocation.cpu_only(
+                self._new_id(), owner, node, cpu_millis, host_memory_mib
             )
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             self._records[allocation.id] = _Record(allocation, False, deadline)
@@ -347,11 +363,13 @@ class Allocator:
         left_cpu = None if cpu is None else cpu - cpu_millis
         left_mem = None if mem is None else mem - memory_mib
         every = mix.all_bits
+        free = pool.node_share[node]
+        more = mix.stranded(free, left_cpu, left_mem) - mix.stranded(free, cpu, mem)
         if mix.pod_fits(cpu, mem) & every == mix.pod_fits(left_cpu, left_mem) & every:
-            return 0.0  # the same tasks fit after: nothing becomes unusable
+            return more  # the same tasks fit after: no GPU becomes unusable to a task
         known, gpu = mix.known, mix.gpu
         items = [known(g.state) or gpu(g.state) for g in pool.by_node[node]]
-        return mix.node_of(items, left_cpu, left_mem) - mix.node_of(items, cpu, mem)
+        return mix.node_of(items, left_cpu, left_mem) - mix.node_of(items, cpu, mem) + more
 
     def commit(self, allocation_id: str) -> Allocation:
         """Make a reservation permanent (the pod or process now exists)."""
@@ -438,6 +456,43 @@ class Allocator:
                 heapq.heappush(self._expiry, (deadline, allocation.id))
             return allocation
 
+    def observe_pod(self, node: str, pod_uid: str, cpu_millis: int, memory_mib: int) -> bool:
+        """Count the CPU and memory requests of a pod the allocator did not place (a pod
+        without an allocation, seen on a managed node), so placement leaves them alone.
+
+        Kept apart from the slices: nothing to commit or release, no annotation, and a pod
+        is counted once however often it is seen; seeing it again with other requests (or on
+        another node) replaces what was counted. Returns whether anything changed. A node may
+        end up over its capacity this way (the pod exists): nothing more is placed there until
+        enough is freed.
+        """
+        if cpu_millis < 0 or memory_mib < 0:
+            raise ValueError(f"pod {pod_uid}: CPU and memory requests cannot be negative")
+        with self._lock:
+            known = self._observed.get(pod_uid)
+            if known == (node, cpu_millis, memory_mib):
+                return False
+            if known is not None:
+                self._charge_node(known[0], -known[1], -known[2])
+            self._observed[pod_uid] = (node, cpu_millis, memory_mib)
+            self._charge_node(node, cpu_millis, memory_mib)
+            return True
+
+    def forget_pod(self, pod_uid: str) -> bool:
+        """Stop counting a pod given to :meth:`observe_pod` (it ended or left the node).
+        Idempotent: False when it was not counted."""
+        with self._lock:
+            known = self._observed.pop(pod_uid, None)
+            if known is None:
+                return False
+            self._charge_node(known[0], -known[1], -known[2])
+            return True
+
+    def observed_pods(self) -> dict[str, tuple[str, int, int]]:
+        """Pod UID -> (node, CPU millicores, memory MiB) of the pods counted by observe_pod."""
+        with self._lock:
+            return dict(self._observed)
+
     # --- queries -----------------------------------------------------------------------------
 
     def get(self, allocation_id: str) -> Allocation | None:
@@ -509,7 +564,8 @@ class Allocator:
             return {u: (e.free_mem, e.free_compute) for u, e in self._gpus.items()}
 
     def node_usage(self) -> dict[str, tuple[int, int]]:
-        """Node -> (CPU millicores, memory MiB) requested by the pods placed there."""
+        """Node -> (CPU millicores, memory MiB) requested by the pods placed there and those
+        counted by :meth:`observe_pod`."""
         with self._lock:
             return {node: (used[0], used[1]) for node, used in self._node_used.items()}
 
@@ -571,6 +627,7 @@ class Allocator:
             pool.mix_version = pool.mix.version
             pool.order_cache.clear()
             pool.frag.clear()
+            pool.changed.update(pool.by_node)
         return pool.compiled
 
     def _place_least_fragmenting(
@@ -581,98 +638,182 @@ class Allocator:
         Candidates come in GPU order (least GPU fragmentation, then best fit), which also
         breaks ties: among equal growths the earlier, tighter fit wins.
         """
+        best_growth = float("inf")
         best: tuple | None = None
-        rank = 0
+        shape = request.shape
         for pool in pools:
             mix = self._compiled(pool)
             if request.is_whole:
                 nodes = self._whole_candidates(pool, request)
             else:
-                nodes = self._share_candidates(pool, request)
+                nodes, bound = self._share_candidates(pool, request, mix)
+                if bound or self._any_bound(pool, mix):
+                    # CPU or memory binds on some node: where it binds least is not where
+                    # the GPU fits best, so look further down the GPU order.
+                    nodes, _ = self._share_candidates(
+                        pool, request, mix, WIDE_CANDIDATES, WIDE_PER_STATE
+                    )
             frag = pool.frag
-            shape = request.shape
-            for node, hint in nodes:
-                # The cache look-up inline: most candidates have not changed since last time.
-                cached = frag.get(node)
-                hit = cached[1].get(shape) if cached is not None else None
-                if hit is None:
-                    hit = self._node_growth(pool, mix, node, request, hint)
-                growth, state = hit
-                rank += 1
-                if best is None or (growth, rank) < best[0]:
-                    best = ((growth, rank), pool, node, state)
-        if best is None:
+            for node, hint, quick in nodes:
+                if quick is not None:
+                    growth = quick
+                    state = hint  # the GPU itself
+                else:
+                    # The cache look-up inline: most candidates have not changed since last time.
+                    cached = frag.get(node)
+                    hit = cached[1].get(shape) if cached is not None else None
+                    if hit is None:
+                        hit = self._node_growth(pool, mix, node, request)
+                    growth, state = hit
+                # Strictly less: among equal growths the earlier candidate wins.
+                if growth < best_growth or best is None:
+                    best_growth = growth
+                    best = (pool, node, state)
+        if best is None or best_growth == float("inf"):
             return None
-        _, pool, node, state = best
-        gpus = pool.by_node[node]
+        pool, node, state = best
         if request.is_whole:
-            free = sorted(pool.free_by_node[node].values(), key=lambda g: g.gpu.index)
+            free = sorted(pool.free_by_node[node].values(), key=_by_index)
             return pool, free[: request.count]
-        return pool, [next(g for g in gpus if g.state == state)]
+        if type(state) is _Gpu:
+            return pool, [state]
+        for entry in pool.by_node[node]:
+            if entry.state == state:
+                return pool, [entry]
+        return None  # pragma: no cover - the state came from this node
+
+    def _any_bound(self, pool: _TypePool, mix: CompiledMix) -> bool:
+        """Whether some node of the pool has free GPUs its CPU or memory cannot serve."""
+        if pool.changed:
+            free_of, share, bound = self._free.get, pool.node_share, pool.bound
+            for node in pool.changed:
+                cpu, mem = free_of(node, _UNACCOUNTED)
+                if mix.stranded(share[node], cpu, mem) > 0:
+                    bound.add(node)
+                else:
+                    bound.discard(node)
+            pool.changed.clear()
+        return bool(pool.bound)
 
     def _share_candidates(
-        self, pool: _TypePool, request: SliceRequest
-    ) -> list[tuple[str, GpuState | None]]:
-        """Nodes with a GPU that can take the share, from the GPU states that suit it best,
-        each with the state it was found by (None: score all its GPUs)."""
+        self,
+        pool: _TypePool,
+        request: SliceRequest,
+        mix: CompiledMix,
+        limit: int | None = None,
+        per_state: int | None = None,
+    ) -> tuple[list[tuple[str, _Gpu | None, float | None]], bool]:
+        """Nodes with a GPU that can take the share, from the GPU states that suit it best:
+        ``(node, GPU it was found by and growth, or None and None: score the node)``.
+
+        The growth comes with the candidate when the node's fragmentation grows exactly as
+        its GPU's does: a partly used GPU on a node that keeps the CPU and memory of every
+        task of the mix after the pod (no task's fit on the node changes but through that
+        GPU). Then the node is not scored GPU by GPU, and a reserve costs a few look-ups.
+        Also returns whether CPU or memory binds on any candidate (then it is worth looking at
+        more of them).
+        """
         if request.node is not None:
             gpus = pool.by_node.get(request.node, ())
             ok = [g for g in gpus if self._fits(g.state, request) and self._allowed(g, request)]
-            return [(request.node, None)] if ok else []
+            return ([(request.node, None, None)] if ok else []), False
+        limit = limit or CANDIDATE_NODES
+        per_state = per_state or PER_STATE
         order = self._order(pool, request, "binpack")
-        found: list[tuple[str, GpuState | None]] = []
+        found: list[tuple[str, _Gpu | None, float | None]] = []
         seen: set[str] = set()
         # Without zone or node set only the node's CPU and memory are checked, inline: this
         # loop runs for every reserve.
         plain = request.zone is None and request.nodes is None
         need_cpu, need_mem = request.cpu_millis, request.host_memory_mib
+        keep_cpu, keep_mem = need_cpu + mix.max_cpu, need_mem + mix.max_memory
         free_of = self._free.get
         allowed = self._allowed
-        for state in order:
-            members = pool.classes[state]
+        classes = pool.classes
+        share_of = pool.node_share.__getitem__
+        cpu_per_gpu, mem_per_gpu = mix.cpu_per_gpu, mix.mem_per_gpu
+        bound = False
+        stranded = mix.stranded
+        for state, growth in order:
+            members = classes[state]
             if not members:
                 continue
             if state[1] == state[0] and state[2] == 100:
                 # Fully free GPUs: a few nodes of each free-GPU count, so the measure can
                 # choose between breaking into a nearly full node and keeping others whole.
                 for c in range(1, len(pool.nodes_by_free)):
-                    self._take_nodes(pool, pool.nodes_by_free[c], request, found, seen)
-                    if len(found) >= CANDIDATE_NODES:
+                    self._take_nodes(pool, pool.nodes_by_free[c], request, found, seen, per_state)
+                    if len(found) >= limit:
                         break
             else:
                 taken = 0
+                asked = request.memory_on(state[0]) / state[0]  # GPUs the share takes
                 for entry in members.values():
                     node = entry.gpu.node
                     if node in seen:
                         continue
                     seen.add(node)
+                    cpu, mem = free_of(node, _UNACCOUNTED)
                     if plain:
-                        cpu, mem = free_of(node, _UNACCOUNTED)
                         ok = (cpu is None or need_cpu <= cpu) and (mem is None or need_mem <= mem)
                     else:
                         ok = allowed(entry, request)
                     if ok:
-                        found.append((node, state))
+                        if (cpu is None or cpu >= keep_cpu) and (mem is None or mem >= keep_mem):
+                            free = share_of(node)
+                            if (cpu is None or cpu - need_cpu >= free * cpu_per_gpu) and (
+                                mem is None or mem - need_mem >= free * mem_per_gpu
+                            ):
+                                # The CPU and memory left serve the free GPUs, before and after.
+                                found.append((node, entry, growth))
+                            else:
+                                bound = True
+                                more = stranded(
+                                    free - asked,
+                                    cpu if cpu is None else cpu - need_cpu,
+                                    mem if mem is None else mem - need_mem,
+                                ) - stranded(free, cpu, mem)
+                                found.append((node, entry, growth + more))
+                        else:
+                            bound = True
+                            found.append((node, None, None))
                         taken += 1
-                        if taken >= PER_STATE or len(found) >= CANDIDATE_NODES:
+                        if taken >= per_state or len(found) >= limit:
                             break
-            if len(found) >= CANDIDATE_NODES:
+            if len(found) >= limit:
                 break
-        return found
+        return found, bound
 
     def _whole_candidates(
         self, pool: _TypePool, request: SliceRequest
-    ) -> list[tuple[str, GpuState | None]]:
+    ) -> list[tuple[str, None, None]]:
         """Nodes with enough fully free GPUs: a few of each free-GPU count."""
-        found: list[tuple[str, GpuState | None]] = []
-        seen: set[str] = set()
+        found: list[tuple[str, None, None]] = []
         if request.node is not None:
             free = pool.free_by_node.get(request.node, {})
             if len(free) >= request.count and self._allowed(next(iter(free.values())), request):
-                found.append((request.node, None))
+                found.append((request.node, None, None))
             return found
-        for c in range(request.count, len(pool.nodes_by_free)):
-            self._take_nodes(pool, pool.nodes_by_free[c], request, found, seen, PER_FREE_COUNT)
+        plain = request.zone is None and request.nodes is None
+        need_cpu, need_mem = request.cpu_millis, request.host_memory_mib
+        free_of = self._free.get
+        free_by_node = pool.free_by_node
+        allowed = self._allowed
+        nodes_by_free = pool.nodes_by_free
+        # Each node is under exactly one count, so no node comes twice.
+        for c in range(request.count, len(nodes_by_free)):
+            taken = 0
+            for node in nodes_by_free[c]:
+                if plain:
+                    cpu, mem = free_of(node, _UNACCOUNTED)
+                    ok = (cpu is None or need_cpu <= cpu) and (mem is None or need_mem <= mem)
+                else:
+                    ok = allowed(next(iter(free_by_node[node].values())), request)
+                if ok:
+                    found.append((node, None, None))
+                    taken += 1
+                    if taken >= PER_FREE_COUNT:
+                        break
             if len(found) >= WHOLE_CANDIDATES:
                 break
         return found
@@ -682,9 +823,9 @@ class Allocator:
         pool: _TypePool,
         nodes: dict[str, None],
         request: SliceRequest,
-        found: list[tuple[str, GpuState | None]],
+        found: list[tuple[str, _Gpu | None, float | None]],
         seen: set[str],
-        per_count: int = PER_STATE,
+        per_state: int,
     ) -> None:
         taken = 0
         for node in nodes:
@@ -692,9 +833,9 @@ class Allocator:
                 continue
             seen.add(node)
             if self._allowed(next(iter(pool.free_by_node[node].values())), request):
-                found.append((node, None))
+                found.append((node, None, None))
                 taken += 1
-                if taken >= per_count:
+                if taken >= per_state:
                     return
 
     def _node_growth(
@@ -703,46 +844,28 @@ class Allocator:
         mix: CompiledMix,
         node: str,
         request: SliceRequest,
-        hint: GpuState | None = None,
     ) -> tuple[float, GpuState | None]:
         """How much the node's fragmentation grows if the request goes there, and on which
-        GPU state (a share); cached until the node changes.
-
-        ``hint`` is the node's best GPU state for the share by GPU-level order. When it is a
-        partly used GPU and the node keeps CPU and memory for every task of the mix after the
-        pod, the node's growth *is* that GPU's growth (no task's fit on the node changes but
-        through that GPU), so the node is not scored GPU by GPU: the common case costs a few
-        look-ups.
-        """
+        GPU state (a share), its GPUs and CPU/memory scored as a whole; cached until the node
+        changes."""
         cached = pool.frag.get(node)
         if cached is not None:
             hit = cached[1].get(request.shape)
             if hit is not None:
                 return hit
         cpu, mem = self._node_free(node)
-        if hint is not None and (hint[1] != hint[0] or hint[2] != 100):
-            left_cpu = None if cpu is None else cpu - request.cpu_millis
-            left_mem = None if mem is None else mem - request.host_memory_mib
-            if mix.pod_fits(left_cpu, left_mem) & mix.all_bits == mix.all_bits:
-                total = hint[0]
-                after = (total, hint[1] - request.memory_on(total), hint[2] - request._compute)
-                growth = round(mix.gpu_only(after) - mix.gpu_only(hint), 9)
-                hit = (growth, hint)
-                if cached is None:
-                    # No score of the node as a whole yet: only this shape's growth is known.
-                    cached = pool.frag[node] = [None, {}, None]
-                cached[1][request.shape] = hit
-                return hit
         states = [g.state for g in pool.by_node[node]]
         gpu = mix.gpu
         known = mix.known
         items = [known(s) or gpu(s) for s in states]
-        if cached is None or cached[0] is None:
+        free = pool.node_share[node]
+        if cached is None:
             fits = mix.fits(items, cpu, mem)
-            if cached is None:
-                cached = pool.frag[node] = [None, {}, None]
-            cached[0], cached[2] = mix._node(items, fits), fits
+            now = mix._node(items, fits) + mix.stranded(free, cpu, mem)
+            cached = pool.frag[node] = [now, {}, fits]
         now, fits = cached[0], cached[2]
+        stranded_now = mix.stranded(free, cpu, mem)
+        now -= stranded_now  # growth() compares the fragmentation part alone
         if cpu is not None:
             cpu -= request.cpu_millis
         if mem is not None:
@@ -752,7 +875,8 @@ class Allocator:
             for i, (total, free_mem, free_c) in enumerate(states):
                 if len(moved) < request.count and free_mem == total and free_c == 100:
                     moved.append((i, gpu((total, 0, 0))))
-            hit = (round(mix.growth(items, now, fits, moved, cpu, mem), 9), None)
+            more = mix.stranded(free - request.count, cpu, mem) - stranded_now
+            hit = (round(mix.growth(items, now, fits, moved, cpu, mem) + more, 9), None)
         else:
             compute = request.guaranteed_compute()
             best: tuple | None = None
@@ -764,22 +888,33 @@ class Allocator:
                 total, free_mem, free_c = state
                 left_mem = free_mem - request.memory_on(total)
                 moved = [(i, gpu((total, left_mem, free_c - compute)))]
+                more = mix.stranded(free - (free_mem - left_mem) / total, cpu, mem) - stranded_now
                 # Equal growth: the GPU left with least free (best fit).
-                key = (round(mix.growth(items, now, fits, moved, cpu, mem), 9), left_mem / total)
+                growth = mix.growth(items, now, fits, moved, cpu, mem) + more
+                key = (round(growth, 9), left_mem / total)
                 if best is None or key < best[0]:
                     best = (key, state)
             hit = (float("inf"), None) if best is None else (best[0][0], best[1])
         cached[1][request.shape] = hit
         return hit
 
-    def _order(self, pool: _TypePool, request: SliceRequest, policy: str) -> list[GpuState]:
-        """Free states that fit the request, best first (cached per request shape)."""
+    def _order(
+        self, pool: _TypePool, request: SliceRequest, policy: str
+    ) -> list[tuple[GpuState, float | None]]:
+        """Free states that fit the request, best first, each with its GPU's growth of
+        fragmentation under binpack (cached per request shape)."""
         shape = (request.size_key, request.memory_mib, request._compute, policy)
         order = pool.order_cache.get(shape)
         if order is None:
-            fitting = [s for s in pool.classes if self._fits(s, request)]
-            fitting.sort(key=lambda s: self._score(pool, s, request, policy))
-            order = pool.order_cache[shape] = fitting
+            scored = [
+                (self._score(pool, s, request, policy), s)
+                for s in pool.classes
+                if self._fits(s, request)
+            ]
+            scored.sort(key=_first)  # stable: equal scores keep the index's order
+            binpack = policy == "binpack"
+            order = [(s, key[0] if binpack else None) for key, s in scored]
+            pool.order_cache[shape] = order
         return order
 
     def _place_fraction(self, pool: _TypePool, request: SliceRequest, policy: str) -> _Gpu | None:
@@ -792,7 +927,7 @@ class Allocator:
                 if self._fits(g.state, request) and self._allowed(g, request)
             ]
             return min(scored, key=lambda t: (t[0], t[1]))[2] if scored else None
-        for state in self._order(pool, request, policy):
+        for state, _ in self._order(pool, request, policy):
             members = pool.classes[state]
             if not members:
                 continue
@@ -865,6 +1000,14 @@ class Allocator:
 
     # --- bookkeeping -------------------------------------------------------------------------
 
+    def _new_id(self) -> str:
+        """A fresh allocation id: 80 random bits (drawn 512 at a time: one system call)."""
+        ids = self._ids
+        if not ids:
+            raw = os.urandom(10 * 512).hex()
+            ids.extend(raw[i : i + 20] for i in range(0, len(raw), 20))
+        return ids.pop()
+
     def _node_free(self, node: str) -> tuple[int | None, int | None]:
         """Free CPU millicores and memory MiB of a node (None: not accounted)."""
         return self._free.get(node, _UNACCOUNTED)
@@ -888,6 +1031,7 @@ class Allocator:
                     None if mem is None else mem - memory_mib,
                 )
             for pool in self._node_pools.get(node, ()):
+                pool.changed.add(node)
                 if pool.frag:  # empty while ledger.rebuild adopts: nothing scored yet
                     pool.frag.pop(node, None)
 
@@ -901,22 +1045,27 @@ class Allocator:
     ) -> Allocation:
         first = entries[0].gpu
         memory = request.memory_on(first.memory_mib)
-        compute = request.guaranteed_compute()
+        compute = request._compute
         for entry in entries:
             self._consume(pool, entry, memory, compute)
         self._charge_node(first.node, request.cpu_millis, request.host_memory_mib)
+        if len(entries) == 1:
+            uuids, indices = (first.uuid,), (first.index,)
+        else:
+            uuids = tuple(e.gpu.uuid for e in entries)
+            indices = tuple(e.gpu.index for e in entries)
         return Allocation(
             id=allocation_id,
             owner=owner,
             node=first.node,
             gpu_type=first.gpu_type,
-            gpu_uuids=tuple(e.gpu.uuid for e in entries),
-            gpu_indices=tuple(e.gpu.index for e in entries),
+            gpu_uuids=uuids,
+            gpu_indices=indices,
             fraction=request.fraction,
             memory_mib=memory,
             gpu_memory_mib=first.memory_mib,
             compute_min=compute,
-            compute_max=request.burst_compute(),
+            compute_max=100 if request.is_whole else request.compute_max,
             cpu_millis=request.cpu_millis,
             host_memory_mib=request.host_memory_mib,
             product=first.product,
@@ -924,25 +1073,38 @@ class Allocator:
         )
 
     def _give_back(self, allocation: Allocation) -> None:
+        gpus = self._gpus
+        pools = self._pools
+        memory, compute = -allocation.memory_mib, -allocation.compute_min
         for uuid in allocation.gpu_uuids:
-            entry = self._gpus[uuid]
-            pool = self._pools[entry.gpu.gpu_type]
-            self._consume(pool, entry, -allocation.memory_mib, -allocation.compute_min)
+            entry = gpus[uuid]
+            self._consume(pools[entry.gpu.gpu_type], entry, memory, compute)
         self._charge_node(allocation.node, -allocation.cpu_millis, -allocation.host_memory_mib)
 
     def _consume(self, pool: _TypePool, entry: _Gpu, memory: int, compute: int) -> None:
         """Move a GPU to its new free state (negative amounts give capacity back)."""
-        was_free = entry.fully_free
+        gpu = entry.gpu
         if pool.frag:
-            pool.frag.pop(entry.gpu.node, None)
-        del pool.classes[entry.state][entry.gpu.uuid]
-        entry.free_mem -= memory
-        entry.free_compute -= compute
-        entry.state = (entry.state[0], entry.free_mem, entry.free_compute)
-        entry.slices += 1 if memory >= 0 else -1
-        self._index(pool, entry)
-        if was_free != entry.fully_free:
-            self._mark_free(pool, entry, entry.fully_free)
+            pool.frag.pop(gpu.node, None)
+        pool.changed.add(gpu.node)
+        classes = pool.classes
+        uuid = gpu.uuid
+        old = entry.state
+        del classes[old][uuid]
+        free_mem = entry.free_mem = entry.free_mem - memory
+        pool.node_share[gpu.node] -= memory / old[0]
+        free_c = entry.free_compute = entry.free_compute - compute
+        state = entry.state = (old[0], free_mem, free_c)
+        members = classes.get(state)
+        if members is None:
+            classes[state] = {uuid: entry}
+            pool.order_cache.clear()  # a state never seen before may be the best fit
+        else:
+            members[uuid] = entry
+        slices = entry.slices
+        after = entry.slices = slices + (1 if memory >= 0 else -1)
+        if not slices or not after:  # it was or is now fully free
+            self._mark_free(pool, entry, not after)
 
     def _index(self, pool: _TypePool, entry: _Gpu) -> None:
         state = entry.state

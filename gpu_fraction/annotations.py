@@ -42,7 +42,8 @@ def has_allocation(annotations: Mapping[str, str] | None) -> bool:
 
 
 # Parsing a fraction is slow next to everything else here; pods share a handful of sizes.
-_FRACTIONS: dict[str, Fraction] = {}
+#: raw annotation -> (the fraction, its GPU count: 0 for a share of one GPU)
+_FRACTIONS: dict[str, tuple[Fraction, int]] = {}
 
 
 def _text(annotations: Mapping[str, str], key: str) -> str:
@@ -52,7 +53,12 @@ def _text(annotations: Mapping[str, str], key: str) -> str:
     return value
 
 
-def _number(annotations: Mapping[str, str], key: str, minimum: int, maximum: int = 1 << 62) -> int:
+_MAX_NUMBER = 1 << 62
+
+
+def _number(
+    annotations: Mapping[str, str], key: str, minimum: int, maximum: int = _MAX_NUMBER
+) -> int:
     raw = annotations.get(key)
     if raw is None:
         raise AnnotationError(key, "missing")
@@ -61,20 +67,20 @@ def _number(annotations: Mapping[str, str], key: str, minimum: int, maximum: int
     except (TypeError, ValueError):
         raise AnnotationError(key, f"must be a whole number, got {raw!r}") from None
     if not minimum <= value <= maximum:
-        bound = f"{minimum}..{maximum}" if maximum < 1 << 62 else f">= {minimum}"
+        bound = f"{minimum}..{maximum}" if maximum < _MAX_NUMBER else f">= {minimum}"
         raise AnnotationError(key, f"must be {bound}, got {raw!r}")
     return value
 
 
-def _fraction(raw: str) -> Fraction:
-    fraction = _FRACTIONS.get(raw)
-    if fraction is None:
+def _fraction(raw: str) -> tuple[Fraction, int]:
+    known = _FRACTIONS.get(raw)
+    if known is None:
         try:
             fraction = parse_fraction(raw, keys.ANN_FRACTION)
         except InvalidRequestError as err:
             raise AnnotationError(keys.ANN_FRACTION, err.message) from None
-        _FRACTIONS[raw] = fraction
-    return fraction
+        known = _FRACTIONS[raw] = (fraction, int(fraction) if fraction >= 1 else 0)
+    return known
 
 
 def from_annotations(
@@ -86,48 +92,127 @@ def from_annotations(
     know are left for the allocator to refuse. Raises :class:`AnnotationError` naming the
     annotation at fault.
     """
-    raw_fraction = _text(annotations, keys.ANN_FRACTION)
-    fraction = _fraction(raw_fraction)
-    uuids = tuple(u for u in _text(annotations, keys.ANN_GPU_UUIDS).split(",") if u)
-    whole = fraction >= 1
-    if (whole and len(uuids) != int(fraction)) or (not whole and len(uuids) != 1):
+    plain = _read_plain(annotations, lookup)
+    return plain if plain is not None else _read_checked(annotations, lookup)
+
+
+def _read_plain(
+    annotations: Mapping[str, str], lookup: Callable[[str], GPU | None] | None
+) -> Allocation | None:
+    """:func:`from_annotations` for well-formed annotations, as one straight pass (a hub
+    restart reads tens of thousands); None at the first doubt, and the checked reading then
+    says what is wrong."""
+    try:
+        get = annotations.get
+        known = _FRACTIONS.get(annotations[keys.ANN_FRACTION])  # type: ignore[arg-type]
+        raw_uuids = annotations[keys.ANN_GPU_UUIDS]
+        allocation_id = annotations[keys.ANN_ALLOCATION]
+        node = annotations[keys.ANN_NODE]
+        gpu_type = annotations[keys.ANN_GPU_TYPE]
+        kind = annotations[keys.ANN_OWNER_KIND]
+        user = annotations[keys.ANN_OWNER_USER]
+        project = get(keys.ANN_OWNER_PROJECT) or ""
+        name = get(keys.ANN_OWNER_NAME) or ""
+        memory = int(annotations[keys.ANN_MEMORY_MIB])
+        compute_min = int(annotations[keys.ANN_COMPUTE_MIN])
+        compute_max = int(annotations[keys.ANN_COMPUTE_MAX])
+        cpu = int(get(keys.ANN_CPU_MILLIS, 0))
+        host_memory = int(get(keys.ANN_HOST_MEMORY_MIB, 0))
+    except (KeyError, TypeError, ValueError):
+        return None
+    if (
+        known is None
+        or type(raw_uuids) is not str
+        or "," in raw_uuids
+        or not raw_uuids
+        or known[1] > 1
+        or not (type(allocation_id) is type(node) is type(gpu_type) is type(user) is str)
+        or not (allocation_id and node and gpu_type and user)
+        or kind not in OWNER_KINDS
+        or not 0 <= compute_min <= compute_max <= 100
+        or compute_max < 1
+        or not 1 <= memory <= _MAX_NUMBER
+        or not 0 <= cpu <= _MAX_NUMBER
+        or not 0 <= host_memory <= _MAX_NUMBER
+    ):
+        return None  # several GPUs, or something to explain: the checked reading
+    first = lookup(raw_uuids) if lookup is not None else None
+    return Allocation(
+        id=allocation_id,
+        owner=Owner(kind, user, project, name),
+        node=node,
+        gpu_type=gpu_type,
+        gpu_uuids=(raw_uuids,),
+        gpu_indices=(first.index,) if first is not None else (),
+        fraction=known[0],
+        memory_mib=memory,
+        gpu_memory_mib=first.memory_mib if first is not None else memory,
+        compute_min=compute_min,
+        compute_max=compute_max,
+        cpu_millis=cpu,
+        host_memory_mib=host_memory,
+        product=first.product if first is not None else "",
+        simulated=first.simulated if first is not None else False,
+    )
+
+
+def _read_checked(
+    annotations: Mapping[str, str], lookup: Callable[[str], GPU | None] | None
+) -> Allocation:
+    text, number = _text, _number
+    raw_fraction = text(annotations, keys.ANN_FRACTION)
+    fraction, count = _fraction(raw_fraction)
+    parts = text(annotations, keys.ANN_GPU_UUIDS).split(",")
+    uuids = tuple(parts) if "" not in parts else tuple(u for u in parts if u)
+    if len(uuids) != (count or 1):
         raise AnnotationError(
             keys.ANN_GPU_UUIDS, f"lists {len(uuids)} GPUs for a slice of {raw_fraction} GPU(s)"
         )
-    compute_min = _number(annotations, keys.ANN_COMPUTE_MIN, 0, 100)
-    compute_max = _number(annotations, keys.ANN_COMPUTE_MAX, 1, 100)
+    compute_min = number(annotations, keys.ANN_COMPUTE_MIN, 0, 100)
+    compute_max = number(annotations, keys.ANN_COMPUTE_MAX, 1, 100)
     if compute_min > compute_max:
         raise AnnotationError(
             keys.ANN_COMPUTE_MIN, f"{compute_min} is above compute-max {compute_max}"
         )
-    kind = _text(annotations, keys.ANN_OWNER_KIND)
+    kind = text(annotations, keys.ANN_OWNER_KIND)
     if kind not in OWNER_KINDS:
         raise AnnotationError(
             keys.ANN_OWNER_KIND, f"must be one of {', '.join(OWNER_KINDS)}, got {kind!r}"
         )
+    get = annotations.get
     owner = Owner(
         kind,
-        _text(annotations, keys.ANN_OWNER_USER),
-        annotations.get(keys.ANN_OWNER_PROJECT) or "",
-        annotations.get(keys.ANN_OWNER_NAME) or "",
+        text(annotations, keys.ANN_OWNER_USER),
+        get(keys.ANN_OWNER_PROJECT) or "",
+        get(keys.ANN_OWNER_NAME) or "",
     )
-    memory = _number(annotations, keys.ANN_MEMORY_MIB, 1)
-    cpu = _number(annotations, keys.ANN_CPU_MILLIS, 0) if keys.ANN_CPU_MILLIS in annotations else 0
+    memory = number(annotations, keys.ANN_MEMORY_MIB, 1)
+    cpu = number(annotations, keys.ANN_CPU_MILLIS, 0) if keys.ANN_CPU_MILLIS in annotations else 0
     host_memory = (
-        _number(annotations, keys.ANN_HOST_MEMORY_MIB, 0)
+        number(annotations, keys.ANN_HOST_MEMORY_MIB, 0)
         if keys.ANN_HOST_MEMORY_MIB in annotations
         else 0
     )
-    gpus = [lookup(u) for u in uuids] if lookup else []
-    known = bool(gpus) and all(gpus)
-    first = gpus[0] if known else None
+    first: GPU | None = None
+    indices: tuple[int, ...] = ()
+    if lookup is None:
+        pass
+    elif len(uuids) == 1:
+        first = lookup(uuids[0])
+        if first is not None:
+            indices = (first.index,)
+    else:
+        gpus = [lookup(u) for u in uuids]
+        if all(gpus):
+            first = gpus[0]
+            indices = tuple(g.index for g in gpus)  # type: ignore[union-attr]
     return Allocation(
         id=_text(annotations, keys.ANN_ALLOCATION),
         owner=owner,
         node=_text(annotations, keys.ANN_NODE),
         gpu_type=_text(annotations, keys.ANN_GPU_TYPE),
         gpu_uuids=uuids,
-        gpu_indices=tuple(g.index for g in gpus) if known else (),  # type: ignore[union-attr]
+        gpu_indices=indices,
         fraction=fraction,
         memory_mib=memory,
         gpu_memory_mib=first.memory_mib if first else memory,

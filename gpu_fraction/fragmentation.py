@@ -51,7 +51,10 @@ class TaskMix:
     window 512 85.86 / 98.31, window 8192 86.19 / 98.29 (no better, slower to follow a change
     of workload); tolerance 0.01 instead of 0.05: sharing 85.89, base 96.51 vs 96.38, i.e.
     within the run-to-run spread of these figures (about 0.3 points), while re-scoring more
-    often. Not locked: the allocator holds its lock.
+    often. Checked again with the stranded-GPU term (seed 42, sharing / multigpu): prior 0.1
+    86.27 / 98.55, 0.2 86.79 / 98.53, 0.35 87.16 / 98.55 (but seed 7 sharing 88.03 against
+    88.19 with 0.2), window 8192 86.79 / 98.53: no setting stands out, 0.2 and 2048 stay.
+    Not locked: the allocator holds its lock.
     """
 
     def __init__(

@@ -11,8 +11,10 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
+from . import keys
 from .allocator import Allocator
 from .annotations import from_annotations, has_allocation
 from .errors import AllocationRefused, AnnotationError
@@ -88,18 +90,29 @@ def _rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
     report = RebuildReport()
     entries = []
     for pod in pods:
-        meta = _field(pod, "metadata")
-        annotations = _field(meta, "annotations")
-        if not has_allocation(annotations):
-            continue
-        if _field(_field(pod, "status"), "phase") in FINISHED_PHASES:
-            report.finished += 1
-            continue
-        created = str(_field(meta, "creationTimestamp") or "")
-        entries.append(
-            (created, _field(meta, "namespace") or "", _field(meta, "name") or "", annotations)
-        )
-    entries.sort(key=lambda e: (e[0], e[1], e[2]))
+        if type(pod) is dict:
+            # Raw JSON (the hub lists pods without the client's models): plain look-ups.
+            meta = pod.get("metadata") or {}
+            annotations = meta.get("annotations")
+            if not annotations or keys.ANN_ALLOCATION not in annotations:
+                continue
+            if (pod.get("status") or {}).get("phase") in FINISHED_PHASES:
+                report.finished += 1
+                continue
+            created = meta.get("creationTimestamp")
+            namespace, name = meta.get("namespace"), meta.get("name")
+        else:
+            meta = _field(pod, "metadata")
+            annotations = _field(meta, "annotations")
+            if not has_allocation(annotations):
+                continue
+            if _field(_field(pod, "status"), "phase") in FINISHED_PHASES:
+                report.finished += 1
+                continue
+            created = _field(meta, "creationTimestamp")
+            namespace, name = _field(meta, "namespace"), _field(meta, "name")
+        entries.append((str(created or ""), namespace or "", name or "", annotations))
+    entries.sort(key=itemgetter(0, 1, 2))
     lookup = allocator.gpu_by_uuid
     for _, namespace, name, annotations in entries:
         ref = PodRef(namespace, name)

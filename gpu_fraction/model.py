@@ -339,6 +339,28 @@ class Allocation:
     product: str = ""
     simulated: bool = False
 
+    @classmethod
+    def cpu_only(
+        cls, id: str, owner: Owner, node: str, cpu_millis: int, host_memory_mib: int
+    ) -> Allocation:
+        """A pod on a managed node that holds no GPU, only CPU and memory (``gpu_type``
+        ``"none"``, no GPUs, fraction 0), so the node's CPU and memory account for it."""
+        return cls(
+            id=id,
+            owner=owner,
+            node=node,
+            gpu_type="none",
+            gpu_uuids=(),
+            gpu_indices=(),
+            fraction=Fraction(0),
+            memory_mib=0,
+            gpu_memory_mib=1,
+            compute_min=0,
+            compute_max=0,
+            cpu_millis=cpu_millis,
+            host_memory_mib=host_memory_mib,
+        )
+
     @property
     def is_whole(self) -> bool:
         return self.fraction >= 1

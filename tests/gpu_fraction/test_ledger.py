@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_fraction import keys
 from gpu_fraction.allocator import Allocator
@@ -163,3 +165,38 @@ def test_rebuild_accepts_kubernetes_client_objects():
     fresh = Allocator(make_gpus(1, 1))
     assert rebuild(fresh, [v1pod]).ok
     assert fresh.free_state() == allocator.free_state()
+
+
+ANNOTATION_KEYS = sorted(
+    getattr(keys, name) for name in dir(keys) if name.startswith("ANN_") and name != "ANN_NODE_GPUS"
+)
+ODD_VALUES = ["", "0", "1", "-1", " 7 ", "1/4", "2", "x", None, 5, "GPU-a,GPU-b", "GPU-a,", "101"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.sampled_from(ANNOTATION_KEYS), st.sampled_from(ODD_VALUES), max_size=3
+    ),
+    dropped=st.sets(st.sampled_from(ANNOTATION_KEYS), max_size=2),
+)
+def test_quick_reading_agrees_with_the_checked_one(changes, dropped):
+    """The straight pass a restart uses reads exactly what the checked reading accepts."""
+    from gpu_fraction.annotations import _read_checked, _read_plain
+
+    allocator = Allocator(make_gpus(1, 2))
+    allocation = allocator.reserve(SliceRequest("RTX3090", "1/4"), Owner("job", "a", "p", "n"))
+    annotations = {**to_annotations(allocation), **changes}
+    for key in dropped:
+        annotations.pop(key, None)
+    lookup = allocator.gpu_by_uuid
+
+    def outcome(read):
+        try:
+            return read(annotations, lookup)
+        except ValueError as err:  # AnnotationError, or the owner's own checks
+            return type(err), str(err)
+
+    checked, plain = outcome(_read_checked), outcome(_read_plain)
+    assert plain is None or plain == checked
+    assert outcome(from_annotations) == checked

@@ -3,7 +3,7 @@ from fractions import Fraction
 import pytest
 
 from gpu_fraction.errors import InvalidRequestError, InventoryError
-from gpu_fraction.model import GPU, Owner, SliceRequest, parse_fraction
+from gpu_fraction.model import GPU, Allocation, Owner, SliceRequest, parse_fraction
 
 
 @pytest.mark.parametrize(
@@ -79,3 +79,15 @@ def test_owner_and_gpu_validation():
         GPU("n", 0, "GPU-x", "p", -1, "RTX3090")
     with pytest.raises(InventoryError, match="uuid"):
         GPU("n", 0, "", "p", 1024, "RTX3090")
+
+
+def test_cpu_only_allocation_holds_no_gpu():
+    owner = Owner("job", "ann")
+    allocation = Allocation.cpu_only("a1", owner, "node-1", 4000, 8192)
+    assert (allocation.node, allocation.cpu_millis, allocation.host_memory_mib) == (
+        "node-1",
+        4000,
+        8192,
+    )
+    assert allocation.gpu_uuids == () and allocation.fraction == 0 and not allocation.is_whole
+    assert allocation.memory_mib == allocation.compute_min == 0

@@ -132,6 +132,45 @@ def test_reserve_pod_keeps_gpu_nodes_cpu_for_gpu_pods():
         allocator.reserve_pod(100_000, 1, BOB)
 
 
+def test_a_pod_not_placed_by_us_reduces_the_nodes_free_cpu():
+    gpus = make_gpus(2, 1)
+    allocator = Allocator(gpus, make_nodes(gpus, cpu_millis=16_000, memory_mib=65_536))
+    # A pod the hub did not place (no allocation) runs on gpu-00 and asks for 12 CPUs.
+    assert allocator.observe_pod("gpu-00", "uid-1", 12_000, 8192)
+    assert not allocator.observe_pod("gpu-00", "uid-1", 12_000, 8192)  # seen again: once
+    assert allocator.node_usage()["gpu-00"] == (12_000, 8192)
+    request = SliceRequest("RTX3090", "3/4", cpu_millis=8000)
+    first = allocator.reserve(request, BOB)
+    assert first.node == "gpu-01"  # gpu-00's GPU is free, its CPU is not
+    with pytest.raises(AllocationRefused) as err:
+        allocator.reserve(request, BOB)
+    assert err.value.reason == (
+        "the RTX3090 GPUs with 3/4 free are on nodes without 8 CPU to spare; "
+        "ask for less CPU or memory, or wait"
+    )
+    assert allocator.observed_pods() == {"uid-1": ("gpu-00", 12_000, 8192)}
+    # Its requests change (or it moves): what is counted is replaced, not added.
+    assert allocator.observe_pod("gpu-00", "uid-1", 4000, 8192)
+    assert allocator.node_usage()["gpu-00"] == (4000, 8192)
+    assert allocator.reserve(request, BOB).node == "gpu-00"
+    assert allocator.forget_pod("uid-1") and not allocator.forget_pod("uid-1")
+    assert allocator.node_usage()["gpu-00"] == (8000, 0)
+    assert allocator.allocations() and all(a.id != "uid-1" for a in allocator.allocations())
+    with pytest.raises(ValueError, match="negative"):
+        allocator.observe_pod("gpu-00", "uid-2", -1, 0)
+
+
+def test_a_cpu_only_pod_is_kept_off_a_node_an_observed_pod_filled():
+    gpus = make_gpus(1, 1)
+    nodes = make_nodes(gpus, cpu_millis=16_000, memory_mib=65_536)
+    nodes["cpu-00"] = NodeCapacity("cpu-00", 16_000, 65_536)
+    allocator = Allocator(gpus, nodes)
+    allocator.observe_pod("cpu-00", "uid-9", 14_000, 0)
+    with pytest.raises(AllocationRefused, match="no node has 4 CPU"):
+        allocator.reserve_pod(4000, 0, BOB, nodes=frozenset({"cpu-00"}))
+    assert allocator.reserve_pod(4000, 0, BOB).node == "gpu-00"
+
+
 def test_node_fragmentation_counts_cpu_and_whole_gpu_counts():
     # Mix: a 1-GPU task needing 8 CPUs and a 1/2 share needing none, equally likely.
     mix = CompiledMix([((1, 1, 0, 100, 8000, 0), 0.5), ((1, 2, 0, 50, 0, 0), 0.5)])
@@ -142,6 +181,16 @@ def test_node_fragmentation_counts_cpu_and_whole_gpu_counts():
     assert mix.node([free, free], 4000, None) == pytest.approx(1.0)
     # A half-used GPU: the 1-GPU task cannot use its free half.
     assert mix.node([half, free], 16_000, None) == pytest.approx(0.25)
+
+
+def test_stranded_counts_free_gpus_the_nodes_cpu_cannot_serve():
+    # One task: a whole GPU with 8 CPUs. A node with 4 free GPUs and 16 CPUs serves 2 of them.
+    mix = CompiledMix([((1, 1, 0, 100, 8000, 0), 1.0)])
+    assert mix.stranded(4.0, 16_000, None) == pytest.approx(2.0)
+    assert mix.stranded(4.0, 32_000, None) == 0.0
+    assert mix.stranded(4.0, None, None) == 0.0  # CPU not accounted
+    # No task asks for CPU or memory: nothing is stranded for want of them.
+    assert CompiledMix([((1, 2, 0, 50, 0, 0), 1.0)]).stranded(4.0, 0, 0) == 0.0
 
 
 # --- never over capacity, with CPU and memory -------------------------------------------------
@@ -197,6 +246,28 @@ class PlacementMachine(RuleBasedStateMachine):
         with contextlib.suppress(AllocationRefused):
             self.live[self.allocator.reserve_pod(cpu, memory, BOB).id] = None
 
+    @rule(
+        node=st.sampled_from(["n0", "n1", "n2", "n3"]),
+        uid=st.sampled_from(["p1", "p2", "p3"]),
+        cpu=st.sampled_from([0, 2000, 7000]),
+        memory=st.sampled_from([0, 10_000]),
+    )
+    def observe_pod(self, node, uid, cpu, memory):
+        """A pod the scheduler placed beside ours: only where the node has the room."""
+        usage = self.allocator.node_usage()
+        counted = self.allocator.observed_pods().get(uid)
+        used_cpu, used_mem = usage.get(node, (0, 0))
+        if counted is not None and counted[0] == node:
+            used_cpu, used_mem = used_cpu - counted[1], used_mem - counted[2]
+        capacity = self.nodes[node]
+        if used_cpu + cpu <= capacity.cpu_millis and used_mem + memory <= capacity.memory_mib:
+            self.allocator.observe_pod(node, uid, cpu, memory)
+
+    @rule(uid=st.sampled_from(["p1", "p2", "p3"]))
+    def forget_pod(self, uid):
+        known = uid in self.allocator.observed_pods()
+        assert self.allocator.forget_pod(uid) == known
+
     @precondition(lambda self: self.live)
     @rule(data=st.data())
     def release(self, data):
@@ -214,6 +285,8 @@ class PlacementMachine(RuleBasedStateMachine):
     def teardown(self):
         for allocation_id in list(self.live):
             self.allocator.release(allocation_id)
+        for uid in list(self.allocator.observed_pods()):
+            self.allocator.forget_pod(uid)
         assert self.allocator.free_state() == self.initial
         assert all(used == (0, 0) for used in self.allocator.node_usage().values())
 
