@@ -418,11 +418,13 @@ class Allocator:
         wrong node, already held, or over capacity together with what is already held.
         """
         with self._lock:
-            if allocation.id in self._records:
+            records = self._records
+            if allocation.id in records:
                 raise AllocationRefused(f"allocation {allocation.id} is already held")
             entries = []
+            gpus = self._gpus
             for uuid in allocation.gpu_uuids:
-                entry = self._gpus.get(uuid)
+                entry = gpus.get(uuid)
                 if entry is None:
                     raise AllocationRefused(f"GPU {uuid} is not in the inventory")
                 if entry.gpu.node != allocation.node:
@@ -440,18 +442,19 @@ class Allocator:
                         f"needs {allocation.compute_min}%"
                     )
                 entries.append(entry)
-            if not self._node_has_room(
-                allocation.node, allocation.cpu_millis, allocation.host_memory_mib
-            ):
+            cpu, memory = allocation.cpu_millis, allocation.host_memory_mib
+            if (cpu or memory) and not self._node_has_room(allocation.node, cpu, memory):
                 raise AllocationRefused(
                     f"node {allocation.node} lacks CPU or memory for this pod's requests"
                 )
+            pools, consume = self._pools, self._consume
             for entry in entries:
-                pool = self._pools[entry.gpu.gpu_type]
-                self._consume(pool, entry, allocation.memory_mib, allocation.compute_min)
-            self._charge_node(allocation.node, allocation.cpu_millis, allocation.host_memory_mib)
+                consume(
+                    pools[entry.gpu.gpu_type], entry, allocation.memory_mib, allocation.compute_min
+                )
+            self._charge_node(allocation.node, cpu, memory)
             deadline = None if committed else self._clock() + self.reservation_ttl
-            self._records[allocation.id] = _Record(allocation, committed, deadline)
+            records[allocation.id] = _Record(allocation, committed, deadline)
             if deadline is not None:
                 heapq.heappush(self._expiry, (deadline, allocation.id))
             return allocation
@@ -607,7 +610,12 @@ class Allocator:
 
     def _pools_for(self, request: SliceRequest) -> list[_TypePool]:
         """The pools of the types the request accepts, in name order (unknown ones skipped)."""
-        types = request.allowed_types
+        types = request._types
+        if request.gpu_type is not None:
+            pool = self._pools.get(request.gpu_type)
+            if pool is not None:
+                return [pool]
+            raise UnknownGPUTypeError(request.gpu_type, list(self._pools))
         if types is None:
             pools = [self._pools[t] for t in sorted(self._pools)]
         elif len(types) == 1:
@@ -686,9 +694,15 @@ class Allocator:
         """Whether some node of the pool has free GPUs its CPU or memory cannot serve."""
         if pool.changed:
             free_of, share, bound = self._free.get, pool.node_share, pool.bound
+            cpu_per_gpu, mem_per_gpu = mix.cpu_per_gpu, mix.mem_per_gpu
             for node in pool.changed:
                 cpu, mem = free_of(node, _UNACCOUNTED)
-                if mix.stranded(share[node], cpu, mem) > 0:
+                free = share[node]
+                if (cpu is None or cpu >= free * cpu_per_gpu) and (
+                    mem is None or mem >= free * mem_per_gpu
+                ):
+                    bound.discard(node)  # CompiledMix.stranded is 0
+                elif mix.stranded(free, cpu, mem) > 0:
                     bound.add(node)
                 else:
                     bound.discard(node)
