@@ -6,6 +6,12 @@ Run: ``python benchmarks/allocator.py --json``. The last line printed is one JSO
 ``packing_ratio`` (GPUs touched / ceil(sum of fractions) on a fixed-seed fractional trace) and
 ``oversubscribed`` (must be 0). Targets on a 2-core machine: ops_per_s >= 20,000,
 reserve_p99_ms < 1, rebuild_s < 1, packing_ratio <= 1.05.
+
+Measured on that machine while two other jobs shared it (figures move 20-30% run to run):
+ops_per_s 18,000-22,000, reserve_p99_ms 0.15-0.21, rebuild_s 0.87-1.1 in full runs; the churn
+of this benchmark with this allocator and with the one of commit 1ededce (before these
+speed-ups) interleaved in one process, 2,500 pairs at a time: 24,800 against 21,400
+ops/s (median of 20 blocks each).
 """
 
 from __future__ import annotations
