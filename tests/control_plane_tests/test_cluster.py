@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 
 from tests.control_plane.api import ApiError
-from tests.control_plane.behavior import PodBehavior
 
 from .test_kubelet import pod
 
@@ -26,13 +25,6 @@ def condition(kind: str):
             for c in j.get("status", {}).get("conditions", [])
         )
     )
-
-
-@pytest.fixture
-def node(kube):
-    kube.add_node("node-1")
-    kube.set_pod_behavior(PodBehavior(mode="process"), selector="run=process")
-    return kube
 
 
 def test_job_runs_to_completion_and_is_removed_after_its_ttl(node):

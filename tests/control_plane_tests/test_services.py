@@ -12,8 +12,6 @@ import time
 import pytest
 import requests
 
-from tests.control_plane.behavior import PodBehavior
-
 PY = sys.executable
 # Binds the IPv4 wildcard in its own code: the pod's sitecustomize points it at the pod's address.
 SERVER = (
@@ -68,13 +66,6 @@ def finished(obj: dict | None) -> bool:
 def ready(obj: dict | None) -> bool:
     conditions = (obj or {}).get("status", {}).get("conditions", [])
     return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
-
-
-@pytest.fixture
-def node(kube):
-    kube.add_node("node-1")
-    kube.set_pod_behavior(PodBehavior(mode="process"), selector="run=process")
-    return kube
 
 
 def test_a_pod_reaches_another_through_a_service_by_name(node):
