@@ -174,8 +174,8 @@ def viewer_rows(
 class UsageDataHandler(ConsoleDataHandler):
     async def get(self) -> None:
         user = self.console_viewer()
-        rows, days = viewer_rows(self, self.ai_console, user)
-        history, since, _ = requested_span(self)
+        history, since, days = requested_span(self)
+        rows = history.rows(since, projects=visible_projects(self.ai_console, user))
         view = usage_view(self.ai_console, rows, days, history.utilization_rows(since))
         view["recording"] = history.enabled
         self.set_header("Cache-Control", "no-store")
