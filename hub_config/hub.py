@@ -112,10 +112,8 @@ def make_slice_policy(config: AiConsoleConfig):
         gpu = decision.profile.gpu_for(spawner.user_options)
         if gpu is None:
             return SliceDecision(None, project)
-        # The pod's own CPU/memory requests, so a pod pinned to a node always fits there.
-        cpu = int((getattr(spawner, "cpu_guarantee", None) or 0) * 1000)
-        memory = int(getattr(spawner, "mem_guarantee", None) or 0) // (1 << 20)
-        return SliceDecision(gpu.slice_request(cpu_millis=cpu, host_memory_mib=memory), project)
+        # The spawner adds the pod's own CPU and memory guarantees to the request.
+        return SliceDecision(gpu.slice_request(), project)
 
     return slice_policy
 

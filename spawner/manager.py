@@ -32,6 +32,7 @@ from . import metrics
 from .agent_samples import AgentSamples
 from .lease import AllocatorLease, LeaseHeld, stable_identity
 from .node_filter import admitted_nodes
+from .node_pods import OtherPods
 from .usage_history import UsageHistory
 
 #: Label on every pod that holds a slice, so the ledger can list just those pods.
@@ -156,6 +157,22 @@ class GPUSliceManager(SingletonConfigurable):
         this hub's Lease identity, so a hub restarted in the same place takes its Lease back
         at once instead of waiting for it to expire.""",
     )
+    count_other_pods = Bool(
+        True,
+        config=True,
+        help="""Count the CPU and memory of every running pod on a GPU-sharing node that holds
+        no slice (CPU-only notebooks, other workloads, DaemonSets) before placing a slice
+        there, from a cluster-wide list-and-watch of pods (needs the hub ClusterRole's pods
+        get/list/watch; the Helm chart grants it). Off: only the slices' own pods count, and a
+        slice may be pinned to a node whose CPU others took, where its pod waits Pending.
+        Kubernetes only.""",
+    )
+    other_pods_interval = Float(
+        2.0,
+        config=True,
+        help="""Seconds between passes that bring the count of other pods' CPU and memory up to
+        date with the watch (count_other_pods).""",
+    )
     reconcile_interval = Float(
         30.0,
         config=True,
@@ -203,6 +220,8 @@ class GPUSliceManager(SingletonConfigurable):
         self._unheld_seen: set[str] = set()
         #: allocation id -> who reserved it through the hub's API (kept while this hub runs)
         self._created_by: dict[str, str] = {}
+        #: the watch of pods that hold no slice on managed nodes (count_other_pods)
+        self.other_pods: OtherPods | None = None
 
     # --- start-up ----------------------------------------------------------------------------
 
@@ -259,6 +278,8 @@ class GPUSliceManager(SingletonConfigurable):
                     problem.pod,
                     problem.reason,
                 )
+        if self.inventory_source == "kubernetes" and self.count_other_pods:
+            await self._count_other_pods(allocator, inventory)
         self._allocator = allocator
         # The GPU-hours history samples what this allocator holds (when a file is configured),
         # with the agents' figures where agents are read.
@@ -276,6 +297,31 @@ class GPUSliceManager(SingletonConfigurable):
             history.start(self.allocations, self.is_committed)
         if self.inventory_source == "kubernetes" and self.reconcile_interval > 0:
             self._reconcile_task = asyncio.ensure_future(self._reconcile_loop())
+
+    async def _count_other_pods(self, allocator: Allocator, inventory: Inventory) -> None:
+        """Start counting the pods the allocator did not place; a hub whose RBAC lacks the
+        cluster-wide pod watch says so and goes on without."""
+        await self._core_api()  # loads the client configuration the reflector uses
+        managed = frozenset(inventory.nodes)
+        watch = OtherPods(
+            allocator, managed.__contains__, self.log, interval=self.other_pods_interval
+        )
+        try:
+            await watch.start()
+        except Exception as err:  # any failure: go on without the count
+            # (KubeSpawner's reflector can turn a refused list into another exception.)
+            self.log.error(
+                "cannot watch the pods on GPU nodes (%s); the CPU and memory of pods that "
+                "hold no slice are not counted. Grant the hub ClusterRole pods get/list/watch "
+                "(hub_config/kubernetes/hub-rbac.yaml) or set "
+                "GPUSliceManager.count_other_pods = False.",
+                getattr(err, "status", None) or type(err).__name__,
+            )
+            watch.stop()
+            return
+        self.other_pods = watch
+        counted = allocator.observed_pods()
+        self.log.info("counting %d pods without a slice on the GPU nodes", len(counted))
 
     def mps_settings(self, node: str) -> MpsSettings | None:
         """How a pod on ``node`` reaches the node's MPS daemon; ``None`` where none runs."""
@@ -503,6 +549,9 @@ class GPUSliceManager(SingletonConfigurable):
         if self._reconcile_task is not None:
             self._reconcile_task.cancel()
             self._reconcile_task = None
+        if self.other_pods is not None:
+            self.other_pods.stop()
+            self.other_pods = None
         if self.lease is not None:
             self.lease.stop()
         if UsageHistory.initialized():

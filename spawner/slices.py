@@ -127,7 +127,7 @@ class GPUSliceMixin(Configurable):
             self.slice_message = "No GPU: this profile runs on CPU only"
             return None
         owner = Owner("notebook", self.user.name, decision.project, self.name or "")
-        request = decision.request
+        request = self._with_pod_requests(decision.request)
         await self.slice_manager.ready()  # the node labels come with the inventory
         nodes = self.slice_nodes()
         if nodes is not None:
@@ -149,6 +149,17 @@ class GPUSliceMixin(Configurable):
         self.slice_message = f"Reserved {allocation.describe()}"
         self.log.info("%s for %s", self.slice_message, self._log_name)
         return allocation
+
+    def _with_pod_requests(self, request: SliceRequest) -> SliceRequest:
+        """The request with this server's own CPU and memory guarantees (as the profile set
+        them), where the decision left them out, so a pod pinned to a node always fits there."""
+        if request.cpu_millis or request.host_memory_mib:
+            return request
+        cpu = int((getattr(self, "cpu_guarantee", None) or 0) * 1000)
+        memory = int(getattr(self, "mem_guarantee", None) or 0) >> 20
+        if not cpu and not memory:
+            return request
+        return dataclasses.replace(request, cpu_millis=cpu, host_memory_mib=memory)
 
     def slice_nodes(self) -> frozenset[str] | None:
         """The nodes this server may run on (None: any); the Kubernetes spawner reads them from

@@ -126,6 +126,10 @@ def test_the_hub_can_do_its_work_and_nothing_else(kube):
         assert not hub.can_i(verb, resource, ns), (verb, resource)
     assert hub.can_i("list", "nodes") and not hub.can_i("patch", "nodes")
     assert not hub.can_i("create", "pods", "kube-system")  # its own namespace only
+    # Elsewhere it may only read pods (to count what they take on the GPU nodes).
+    assert hub.can_i("watch", "pods", "kube-system")
+    assert not hub.can_i("delete", "pods", "kube-system")
+    assert not hub.can_i("patch", "pods", "kube-system")
     # And for real, not only by review: a refused call is a 403.
     for attempt in (
         lambda: hub.list("secrets", ns),

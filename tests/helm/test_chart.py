@@ -130,10 +130,10 @@ def test_rbac_is_exactly_the_documented_least_privilege() -> None:
     objects = render(*VALUE_SETS["mps"])
     expected = {
         "ai-console-hub": ("Role", "ai-console-hub", rules_of("hub-rbac.yaml")["ai-console-hub"]),
-        f"{NAMESPACE}-ai-console-hub-nodes": (
+        f"{NAMESPACE}-ai-console-hub-cluster": (
             "ClusterRole",
             "ai-console-hub",
-            rules_of("hub-rbac.yaml")["ai-console-hub-nodes"],
+            rules_of("hub-rbac.yaml")["ai-console-hub-cluster"],
         ),
         "ai-console-jobs": (
             "Role",

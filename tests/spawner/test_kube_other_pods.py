@@ -1,0 +1,69 @@
+"""Pods the allocator did not place take CPU on a GPU node; placement leaves it to them
+(real control plane, the hub's RBAC)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import pytest
+
+from spawner.manager import GPUSliceManager
+from spawner.slices import SliceRefused
+
+from ..control_plane.api import ApiError
+from .kube_setup import add_gpu_node, make_spawner, spawner_config
+
+
+def other_pod(name: str, node: str, cpu: str) -> dict:
+    """A pod of another team, bound to ``node`` by the scheduler (nodeName), holding no slice."""
+    container = {"name": "work", "image": "busybox", "resources": {"requests": {"cpu": cpu}}}
+    return {"metadata": {"name": name}, "spec": {"nodeName": node, "containers": [container]}}
+
+
+async def counted(node: str, cpu_millis: int, timeout: float = 20) -> None:
+    """Wait until the hub counts ``cpu_millis`` of other pods on ``node``."""
+    allocator = GPUSliceManager.instance().allocator
+    for _ in range(int(timeout / 0.1)):
+        if allocator.node_usage().get(node, (0, 0))[0] == cpu_millis:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{node}: counted {allocator.node_usage().get(node)}, not {cpu_millis}")
+
+
+@pytest.fixture
+def other_namespace(kube):
+    name = f"{kube.namespace}-team"
+    kube.admin.create("namespaces", {"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(ApiError):
+        kube.admin.delete("namespaces", name)
+
+
+async def test_a_slice_is_not_pinned_where_another_teams_pod_took_the_cpu(kube, other_namespace):
+    node = "gpu-41"
+    add_gpu_node(kube, node, gpus=1, allocatable={"cpu": "8", "memory": "64Gi", "pods": "110"})
+    kube.admin.create("pods", other_pod("training", node, "7"), other_namespace)
+    config = spawner_config(
+        kube.namespace,
+        KubeSpawner__cpu_guarantee=2.0,
+        GPUSliceManager__other_pods_interval=0.2,
+    )
+    spawner = make_spawner(config, "alice", "quarter")
+    # The hub counts the other team's 7 CPUs from the first list: 2 more do not fit.
+    with pytest.raises(SliceRefused, match="CPU"):
+        await spawner.start()
+    assert kube.get("pods", spawner.pod_name) is None  # refused before any pod was made
+    assert GPUSliceManager.instance().allocations() == []
+    # The other pod ends; the watch sees it go and the same spawn now runs there.
+    kube.admin.delete("pods", "training", other_namespace, grace=0)
+    await counted(node, 0)
+    spawner = make_spawner(config, "alice", "quarter")
+    await spawner.start()
+    pod = kube.get("pods", spawner.pod_name)
+    assert pod["spec"]["nodeName"] == node and pod["status"]["phase"] == "Running"
+    # A CPU-only notebook in the hub's own namespace is counted too (it holds no slice).
+    kube.admin.create("pods", other_pod("cpu-notebook", node, "1500m"), kube.namespace)
+    await counted(node, 2000 + 1500)
+    await spawner.stop()
+    await counted(node, 1500)
