@@ -218,6 +218,7 @@ def _local_jobs_service(c: Any) -> str:
                 f"--JobsService.db_url=sqlite:///{data_dir / 'ai-console-jobs.sqlite'}",
                 f"--LocalBackend.storage_root_template={_home_template(data_dir)}",
                 f"--LocalBackend.run_as_os_user={not demo_mode()}",
+                "--JobsService.exit_with_parent=True",
             ],
             "display": False,
         },

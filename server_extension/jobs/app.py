@@ -12,7 +12,7 @@ from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
 from tornado import web
-from traitlets import Float, Integer, Type, Unicode, default
+from traitlets import Bool, Float, Integer, Type, Unicode, default
 from traitlets.config import Application
 
 from .backends.base import Backend
@@ -54,6 +54,15 @@ class JobsService(Application):
         help="""The longest timeout a job may ask for (seconds).""",
     )
     max_retries = Integer(3, config=True, help="""The most retries a job may ask for.""")
+    exit_with_parent = Bool(
+        False,
+        config=True,
+        help="""Stop when the process that started this service is gone. The single-machine
+        hub starts the service as its child; a hub killed outright would otherwise leave it
+        running beside the one the restarted hub starts: two dispatchers on one job database,
+        which may both start a waiting job. Running jobs go on; the next service follows
+        them.""",
+    )
     poll_interval = Float(
         0.5,
         config=True,
@@ -139,7 +148,12 @@ class JobsService(Application):
         app.listen(url.port or 80, url.hostname or "127.0.0.1")
         manager.start_watching()
         self.log.info("jobs service on %s (backend %s)", self.service_url, self.backend_class)
-        await asyncio.Event().wait()
+        if not self.exit_with_parent:
+            await asyncio.Event().wait()
+        parent = os.getppid()
+        while os.getppid() == parent:  # an orphan is adopted by another process
+            await asyncio.sleep(1)
+        self.log.warning("the hub that started this jobs service is gone; stopping")
 
     def start(self) -> None:
         try:

@@ -3,6 +3,7 @@ GPU slice, reach the server through the proxy, stop and get the slice back."""
 
 from __future__ import annotations
 
+import psutil
 import requests
 
 from .conftest import ADMIN_PASSWORD, PASSWORD, LocalHub
@@ -69,7 +70,11 @@ def test_hub_restart_keeps_the_running_servers_slice(local_hub: LocalHub):
     student.spawn("student2", "pytorch-half-3090")
     assert student.wait_for_server("student2").get("ready"), local_hub.logs()[-3000:]
 
+    hub = psutil.Process(local_hub.process.pid)
+    [jobs_service] = [p for p in hub.children() if "server_extension.jobs" in " ".join(p.cmdline())]
     local_hub.kill_hub_only()  # the server process lives on, as after a hub crash
+    # Its jobs service goes with it: left running, it would dispatch beside the next hub's.
+    jobs_service.wait(timeout=15)
     local_hub.start()
 
     admin = HubClient(local_hub.url)
