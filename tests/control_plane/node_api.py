@@ -3,14 +3,18 @@ the Node authorizer and NodeRestriction judge every call as they judge a real ku
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
 from .api import ApiError, Credentials, resource_path
+
+log = logging.getLogger(__name__)
 
 
 class NodeApi:
@@ -100,3 +104,37 @@ class NodeApi:
             async for line in response.content:
                 if line.strip():
                     yield json.loads(line)
+
+    async def list_and_watch(
+        self,
+        plural: str,
+        on_list: Callable[[list[dict]], Awaitable[None]],
+        on_event: Callable[[str, dict], Awaitable[None]],
+        what: str,
+    ) -> None:
+        """Follow every ``plural`` of the cluster, as an informer does, until cancelled: a list
+        (``on_list`` gets its items), then a watch from its version (``on_event`` gets each
+        ADDED, MODIFIED or DELETED); listed again after an expired watch or a failure."""
+        version: str | None = None
+        while True:
+            try:
+                if version is None:
+                    listed = await self.request("GET", resource_path(plural, None))
+                    version = listed["metadata"]["resourceVersion"]
+                    await on_list(listed["items"])
+                async for event in self.watch(
+                    plural, resourceVersion=version, timeoutSeconds="240"
+                ):
+                    kind, obj = event["type"], event["object"]
+                    if kind == "ERROR":  # the version expired: list again
+                        version = None
+                        break
+                    version = obj["metadata"]["resourceVersion"]
+                    if kind != "BOOKMARK":
+                        await on_event(kind, obj)
+            except asyncio.CancelledError:
+                raise
+            except (ApiError, OSError, ValueError, KeyError) as err:
+                log.warning("%s: %s", what, err)
+                version = None
+                await asyncio.sleep(0.5)

@@ -165,41 +165,24 @@ class ServiceRouter:
     # --- services ------------------------------------------------------------------------------
 
     async def _watch(self) -> None:
-        version: str | None = None
-        while True:
-            try:
-                if version is None:
-                    listed = await self.api.request("GET", "/api/v1/services")
-                    version = listed["metadata"]["resourceVersion"]
-                    present = {
-                        (s["metadata"]["namespace"], s["metadata"]["name"]) for s in listed["items"]
-                    }
-                    for key in set(self.services) - present:
-                        await self._remove(key)
-                    for service in listed["items"]:
-                        await self._apply(service)
-                    self._synced.set()
-                async for event in self.api.watch(
-                    "services", resourceVersion=version, timeoutSeconds="240"
-                ):
-                    kind, obj = event["type"], event["object"]
-                    if kind == "ERROR":
-                        version = None
-                        break
-                    version = obj["metadata"]["resourceVersion"]
-                    if kind == "BOOKMARK":
-                        continue
-                    md = obj["metadata"]
-                    if kind == "DELETED":
-                        await self._remove((md["namespace"], md["name"]))
-                    else:
-                        await self._apply(obj)
-            except asyncio.CancelledError:
-                raise
-            except (ApiError, OSError, ValueError, KeyError) as err:
-                log.warning("service watch failed: %s", err)
-                version = None
-                await asyncio.sleep(0.5)
+        await self.api.list_and_watch(
+            "services", self._listed, self._changed, "service watch failed"
+        )
+
+    async def _listed(self, services: list[dict]) -> None:
+        present = {(s["metadata"]["namespace"], s["metadata"]["name"]) for s in services}
+        for key in set(self.services) - present:
+            await self._remove(key)
+        for service in services:
+            await self._apply(service)
+        self._synced.set()
+
+    async def _changed(self, kind: str, service: dict) -> None:
+        md = service["metadata"]
+        if kind == "DELETED":
+            await self._remove((md["namespace"], md["name"]))
+        else:
+            await self._apply(service)
 
     async def _apply(self, service: dict) -> None:
         md, spec = service["metadata"], service.get("spec") or {}

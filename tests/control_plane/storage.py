@@ -59,32 +59,19 @@ class HostPathProvisioner:
         await self.api.close()
 
     async def _watch(self) -> None:
-        version: str | None = None
-        while True:
-            try:
-                if version is None:
-                    listed = await self.api.request("GET", "/api/v1/persistentvolumeclaims")
-                    version = listed["metadata"]["resourceVersion"]
-                    for claim in listed["items"]:
-                        await self._provision(claim)
-                async for event in self.api.watch(
-                    "persistentvolumeclaims", resourceVersion=version, timeoutSeconds="240"
-                ):
-                    kind, claim = event["type"], event["object"]
-                    if kind == "ERROR":
-                        version = None
-                        break
-                    version = claim["metadata"]["resourceVersion"]
-                    if kind in ("ADDED", "MODIFIED"):
-                        await self._provision(claim)
-                    elif kind == "DELETED" and _class_of(claim) == CLASS:
-                        await self._delete_volume(claim)
-            except asyncio.CancelledError:
-                raise
-            except (ApiError, OSError, ValueError, KeyError) as err:
-                log.warning("volume provisioner: %s", err)
-                version = None
-                await asyncio.sleep(0.5)
+        await self.api.list_and_watch(
+            "persistentvolumeclaims", self._listed, self._changed, "volume provisioner"
+        )
+
+    async def _listed(self, claims: list[dict]) -> None:
+        for claim in claims:
+            await self._provision(claim)
+
+    async def _changed(self, kind: str, claim: dict) -> None:
+        if kind in ("ADDED", "MODIFIED"):
+            await self._provision(claim)
+        elif kind == "DELETED" and _class_of(claim) == CLASS:
+            await self._delete_volume(claim)
 
     async def _provision(self, claim: dict) -> None:
         md, spec = claim["metadata"], claim.get("spec") or {}
