@@ -449,6 +449,23 @@ def best_fit_node(state: NodeState, wl: Workload, c: int) -> int | None:
     return int(np.argmin(score))
 
 
+def scheduler_node(state: NodeState, wl: Workload, c: int) -> int | None:
+    """kube-scheduler's default scoring for a pod without GPUs: NodeResourcesFit
+    LeastAllocated (the mean share of CPU and memory left) plus NodeResourcesBalancedAllocation
+    (1 minus the spread of the CPU and memory shares used), equally weighted; ties to the
+    lowest node index (the scheduler draws among them)."""
+    ok = state.basic_fit(wl, c)
+    if not ok.any():
+        return None
+    cluster = state.cluster
+    cpu_left = (state.cpu - wl.cpu[c]) / cluster.cpu
+    mem_left = (state.mem - wl.mem[c]) / cluster.mem
+    least_allocated = (cpu_left + mem_left) / 2
+    balanced = 1 - np.abs(cpu_left - mem_left) / 2
+    score = np.where(ok, least_allocated + balanced, -np.inf)
+    return int(np.argmax(score))
+
+
 # --- reference policies ------------------------------------------------------------------------
 
 
@@ -635,6 +652,9 @@ class Ours:
     cpu_only_best_fit = False
     #: Keep CPU-only pods off the GPU nodes (a taint): they run on CPU nodes not modelled here.
     cpu_only_tainted = False
+    #: Leave CPU-only pods to kube-scheduler's default scoring and count them with
+    #: ``observe_pod``, as the hub counts pods it did not place (spawner/node_pods.py).
+    cpu_only_scheduler = False
 
     def __init__(self, cluster: Cluster, wl: Workload, latencies: Latencies) -> None:
         self.cluster, self.wl, self.latencies = cluster, wl, latencies
@@ -699,6 +719,19 @@ class Ours:
         or (tainted GPU nodes) not on this cluster at all."""
         if self.cpu_only_tainted:
             return None
+        if self.cpu_only_scheduler:
+            n = scheduler_node(self.state, self.wl, c)
+            if n is None:
+                return None
+            self.cpu_only_pods += 1
+            self.allocator.observe_pod(
+                self.cluster.names[n],
+                f"cpu-only-{self.cpu_only_pods}",
+                int(self.wl.cpu[c]),
+                int(self.wl.mem[c]),
+            )
+            self.state.take(self.wl, c, n, ())
+            return n, ()
         if not self.cpu_only_best_fit:
             try:
                 allocation = self.allocator.reserve_pod(
@@ -878,8 +911,15 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="ours: CPU-only pods kept off the GPU nodes by a taint (run elsewhere)",
     )
+    parser.add_argument(
+        "--cpu-only-scheduler",
+        action="store_true",
+        help="ours: CPU-only pods placed by kube-scheduler's default scoring and counted "
+        "with observe_pod (the hub's default)",
+    )
     args = parser.parse_args(argv)
     Ours.cpu_only_tainted = args.cpu_only_tainted
+    Ours.cpu_only_scheduler = args.cpu_only_scheduler
     Ours.type_loop = args.type_loop
     Ours.cpu_only_best_fit = args.cpu_only_best_fit
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]

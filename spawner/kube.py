@@ -81,6 +81,7 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
             mps=manager.mps_settings(node),
             tolerations=tuple(self.gpu_tolerations),
             unmanaged_nodes=manager.unmanaged_node_requirement() if not node else None,
+            cpu_only_off_gpu_nodes=manager.cpu_only_pods == "off_gpu_nodes",
         )
 
     def slice_nodes(self) -> frozenset[str] | None:

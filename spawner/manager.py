@@ -40,6 +40,7 @@ SLICE_LABEL = keys.PREFIX + "slice"
 #: Node label saying the node runs the CUDA MPS control daemon.
 MPS_LABEL = keys.PREFIX + "mps"
 INVENTORY_SOURCES = ("kubernetes", "nvml", "simulated")
+CPU_ONLY_PLACEMENTS = ("scheduler", "off_gpu_nodes")
 
 
 class GPUSliceManager(SingletonConfigurable):
@@ -167,6 +168,16 @@ class GPUSliceManager(SingletonConfigurable):
         slice may be pinned to a node whose CPU others took, where its pod waits Pending.
         Kubernetes only.""",
     )
+    cpu_only_pods = Unicode(
+        "scheduler",
+        config=True,
+        help="""Where the pods of CPU-only profiles go (Kubernetes). "scheduler": where the
+        Kubernetes scheduler puts them, GPU nodes included; the hub counts their CPU and memory
+        there (count_other_pods). "off_gpu_nodes": never on the nodes whose GPUs the allocator
+        hands out (a required node affinity), so all of those nodes' CPU is left to GPU pods;
+        for clusters with CPU nodes for them to go to. benchmarks/packing.py measures both
+        (--cpu-only-scheduler, --cpu-only-tainted).""",
+    )
     other_pods_interval = Float(
         2.0,
         config=True,
@@ -190,6 +201,12 @@ class GPUSliceManager(SingletonConfigurable):
     def _check_policy(self, proposal: dict) -> str:
         if proposal["value"] not in POLICIES:
             raise ValueError(f"policy must be one of {', '.join(POLICIES)}")
+        return proposal["value"]
+
+    @validate("cpu_only_pods")
+    def _check_cpu_only_pods(self, proposal: dict) -> str:
+        if proposal["value"] not in CPU_ONLY_PLACEMENTS:
+            raise ValueError(f"cpu_only_pods must be one of {', '.join(CPU_ONLY_PLACEMENTS)}")
         return proposal["value"]
 
     @validate("inventory_source")

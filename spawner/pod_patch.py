@@ -60,6 +60,8 @@ class SliceSettings:
     tolerations: tuple[dict[str, Any], ...] = ()
     #: A node selector requirement matching the nodes the allocator does not manage.
     unmanaged_nodes: dict[str, Any] | None = field(default=None, hash=False)
+    #: Keep pods without a slice (CPU-only profiles) on those nodes too.
+    cpu_only_off_gpu_nodes: bool = False
 
 
 def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettings) -> V1Pod:
@@ -76,6 +78,8 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
                 _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
             return pod
         _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
+        if settings.cpu_only_off_gpu_nodes and settings.unmanaged_nodes:
+            _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
         return pod
     _drop_gpu_resources(container)
     env = container_environment(

@@ -67,3 +67,14 @@ async def test_a_slice_is_not_pinned_where_another_teams_pod_took_the_cpu(kube, 
     await counted(node, 2000 + 1500)
     await spawner.stop()
     await counted(node, 1500)
+
+
+async def test_cpu_only_servers_can_be_kept_off_the_gpu_nodes(kube):
+    add_gpu_node(kube, "gpu-43", gpus=1)
+    kube.add_node("cpu-43")  # no GPU labels: not managed
+    config = spawner_config(kube.namespace, GPUSliceManager__cpu_only_pods="off_gpu_nodes")
+    spawners = [make_spawner(config, f"cpu{i}", "cpu") for i in range(3)]
+    await asyncio.gather(*(s.start() for s in spawners))
+    nodes = {kube.get("pods", s.pod_name)["spec"]["nodeName"] for s in spawners}
+    assert nodes == {"cpu-43"}  # the GPU node's CPU stays for GPU servers
+    await asyncio.gather(*(s.stop() for s in spawners))

@@ -125,6 +125,15 @@ async def test_cpu_only_pod_sees_no_gpu():
     await validate(pod)
 
 
+async def test_cpu_only_pod_kept_off_the_gpu_nodes_when_configured():
+    settings = SliceSettings(unmanaged_nodes=UNMANAGED, cpu_only_off_gpu_nodes=True)
+    body = await validate(apply_slice(pod_for(), None, settings))
+    terms = body["spec"]["affinity"]["nodeAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]["nodeSelectorTerms"]
+    assert terms == [{"matchExpressions": [UNMANAGED]}]
+
+
 async def test_device_plugin_gpus_pass_through_and_keep_off_shared_nodes():
     """A profile without a gpu: block that asks for whole GPUs or MIG (z2jh style) gets them
     from the device plugin, on a node whose GPUs the allocator does not hand out."""
