@@ -372,6 +372,8 @@ class Allocation:
 
     def describe(self) -> str:
         """One line for progress messages: ``1/4 of RTX3090 GPU-3f2a... on node gpu-07``."""
+        if not self.gpu_uuids:
+            return f"CPU and memory only on node {self.node}"
         if self.is_whole:
             what = f"{self.fraction} x {self.gpu_type}"
             where = ", ".join(_short_uuid(u) for u in self.gpu_uuids)

@@ -9,9 +9,11 @@ from kubespawner import KubeSpawner
 from traitlets import Bool, Dict, List, Unicode, default
 
 from gpu_fraction.enforcement import GPU_TAINT_TOLERATION, RESTRICTED_CONTAINER
+from gpu_fraction.errors import AllocationRefused
+from gpu_fraction.model import Allocation, Owner
 
 from .log_redaction import install as install_redaction
-from .pod_patch import SliceSettings, apply_slice
+from .pod_patch import GPU_RESOURCE_PREFIX, SliceSettings, apply_slice
 from .slices import GPUSliceMixin, SliceRefused
 
 
@@ -55,6 +57,8 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
     _chosen_profile: dict | None = None
     _starting: bool = False
     _options_loaded: bool = False
+    #: A CPU-only server the GPU nodes had no room for: it goes to the other nodes.
+    _cpu_only_elsewhere: bool = False
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -81,8 +85,36 @@ class FractionalGPUKubeSpawner(GPUSliceMixin, KubeSpawner):
             mps=manager.mps_settings(node),
             tolerations=tuple(self.gpu_tolerations),
             unmanaged_nodes=manager.unmanaged_node_requirement() if not node else None,
-            cpu_only_off_gpu_nodes=manager.cpu_only_pods == "off_gpu_nodes",
+            cpu_only_off_gpu_nodes=manager.cpu_only_pods == "off_gpu_nodes"
+            or self._cpu_only_elsewhere,
         )
+
+    def _device_plugin_gpus(self) -> bool:
+        """Whether the profile asks the NVIDIA device plugin for GPUs (z2jh style): such a pod
+        goes to the nodes the allocator does not manage."""
+        asked = {**(self.extra_resource_guarantees or {}), **(self.extra_resource_limits or {})}
+        return any(name.startswith(GPU_RESOURCE_PREFIX) for name in asked)
+
+    async def reserve_cpu_only(self, project: str) -> Allocation | None:
+        """With ``cpu_only_pods = "allocator"``: the GPU node where this CPU-only server
+        strands the least GPU capacity. When none has the room, the server goes to a node
+        whose GPUs the allocator does not manage, if the cluster has one; else it is refused."""
+        manager = self.slice_manager
+        self._cpu_only_elsewhere = False
+        if manager.cpu_only_pods != "allocator" or self._device_plugin_gpus():
+            return None
+        cpu, memory = self._pod_guarantees()
+        if not cpu and not memory:
+            return None  # it takes nothing the scheduler counts: nothing to place
+        await manager.ready()
+        owner = Owner("notebook", self.user.name, project, self.name or "")
+        try:
+            return await manager.reserve_pod(cpu, memory, owner, nodes=self.slice_nodes())
+        except AllocationRefused as err:
+            if manager.has_unmanaged_nodes():
+                self._cpu_only_elsewhere = True
+                return None
+            raise SliceRefused(f"No node has room for this server: {err.reason}") from None
 
     def slice_nodes(self) -> frozenset[str] | None:
         """The nodes this pod's node selector and required affinity admit, as the pod will

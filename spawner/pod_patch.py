@@ -81,6 +81,10 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
         if settings.cpu_only_off_gpu_nodes and settings.unmanaged_nodes:
             _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
         return pod
+    if not allocation.gpu_uuids:  # a CPU-only pod on the node the allocator holds for it
+        _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
+        _hold_on_node(pod, allocation)
+        return pod
     _drop_gpu_resources(container)
     env = container_environment(
         allocation,
@@ -100,15 +104,20 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
     container.volume_mounts = list(container.volume_mounts or []) + [
         get_k8s_model(V1VolumeMount, m) for m in mounts
     ]
+    _hold_on_node(pod, allocation)
+    _tolerate(pod, settings.tolerations)
+    if settings.runtime_class_name and not allocation.simulated:
+        pod.spec.runtime_class_name = settings.runtime_class_name
+    return pod
+
+
+def _hold_on_node(pod: V1Pod, allocation: Allocation) -> None:
+    """The allocation in the pod's annotations (the ledger), and the pod on its node."""
     pod.metadata.annotations = {**(pod.metadata.annotations or {}), **to_annotations(allocation)}
     pod.metadata.labels = {**(pod.metadata.labels or {}), SLICE_LABEL: "true"}
     _require(
         pod, V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="In", values=[allocation.node])
     )
-    _tolerate(pod, settings.tolerations)
-    if settings.runtime_class_name and not allocation.simulated:
-        pod.spec.runtime_class_name = settings.runtime_class_name
-    return pod
 
 
 def _startup_path(allocation: Allocation, settings: SliceSettings) -> str | None:

@@ -124,8 +124,14 @@ class GPUSliceMixin(Configurable):
         self.release_slice("a new start")  # never hold two slices for one server
         decision = await self.decide_slice(profile)
         if decision.request is None:
-            self.slice_message = "No GPU: this profile runs on CPU only"
-            return None
+            placed = await self.reserve_cpu_only(decision.project)
+            if placed is None:
+                self.slice_message = "No GPU: this profile runs on CPU only"
+                return None
+            self._allocation = placed
+            self.slice_message = f"No GPU: this profile runs on CPU only, on node {placed.node}"
+            self.log.info("%s for %s", self.slice_message, self._log_name)
+            return placed
         owner = Owner("notebook", self.user.name, decision.project, self.name or "")
         request = self._with_pod_requests(decision.request)
         await self.slice_manager.ready()  # the node labels come with the inventory
@@ -150,13 +156,23 @@ class GPUSliceMixin(Configurable):
         self.log.info("%s for %s", self.slice_message, self._log_name)
         return allocation
 
+    async def reserve_cpu_only(self, project: str) -> Allocation | None:
+        """Where the allocator places CPU-only servers too, hold this one's node (an
+        allocation without GPUs); None: the server goes where its spawner puts it."""
+        return None
+
+    def _pod_guarantees(self) -> tuple[int, int]:
+        """This server's own CPU (millicores) and memory (MiB) guarantees."""
+        cpu = int((getattr(self, "cpu_guarantee", None) or 0) * 1000)
+        memory = int(getattr(self, "mem_guarantee", None) or 0) >> 20
+        return cpu, memory
+
     def _with_pod_requests(self, request: SliceRequest) -> SliceRequest:
         """The request with this server's own CPU and memory guarantees (as the profile set
         them), where the decision left them out, so a pod pinned to a node always fits there."""
         if request.cpu_millis or request.host_memory_mib:
             return request
-        cpu = int((getattr(self, "cpu_guarantee", None) or 0) * 1000)
-        memory = int(getattr(self, "mem_guarantee", None) or 0) >> 20
+        cpu, memory = self._pod_guarantees()
         if not cpu and not memory:
             return request
         return dataclasses.replace(request, cpu_millis=cpu, host_memory_mib=memory)

@@ -8,11 +8,17 @@ import contextlib
 
 import pytest
 
+from gpu_fraction import keys
+from gpu_fraction.model import Owner, SliceRequest
 from spawner.manager import GPUSliceManager
 from spawner.slices import SliceRefused
 
 from ..control_plane.api import ApiError
 from .kube_setup import add_gpu_node, make_spawner, spawner_config
+
+
+def room(cpu: str, memory: str) -> dict[str, str]:
+    return {"cpu": cpu, "memory": memory, "pods": "110"}
 
 
 def other_pod(name: str, node: str, cpu: str) -> dict:
@@ -42,7 +48,7 @@ def other_namespace(kube):
 
 async def test_a_slice_is_not_pinned_where_another_teams_pod_took_the_cpu(kube, other_namespace):
     node = "gpu-41"
-    add_gpu_node(kube, node, gpus=1, allocatable={"cpu": "8", "memory": "64Gi", "pods": "110"})
+    add_gpu_node(kube, node, gpus=1, allocatable=room("8", "64Gi"))
     kube.admin.create("pods", other_pod("training", node, "7"), other_namespace)
     config = spawner_config(
         kube.namespace,
@@ -78,3 +84,40 @@ async def test_cpu_only_servers_can_be_kept_off_the_gpu_nodes(kube):
     nodes = {kube.get("pods", s.pod_name)["spec"]["nodeName"] for s in spawners}
     assert nodes == {"cpu-43"}  # the GPU node's CPU stays for GPU servers
     await asyncio.gather(*(s.stop() for s in spawners))
+
+
+async def test_cpu_only_servers_go_where_they_strand_the_least_gpu_capacity(kube):
+    add_gpu_node(kube, "gpu-51", gpus=1, allocatable=room("8", "64Gi"))
+    add_gpu_node(kube, "gpu-52", gpus=1, allocatable=room("64", "256Gi"))
+    config = spawner_config(kube.namespace, KubeSpawner__cpu_guarantee=6.0)
+    # A class has been starting quarter-GPU servers with 6 CPUs: the allocator learns it.
+    manager = GPUSliceManager.instance(config=config)
+    wanted = SliceRequest("RTX3090", "1/4", cpu_millis=6000)
+    for _ in range(16):
+        manager.release((await manager.reserve(wanted, Owner("notebook", "class"))).id)
+    cpu = make_spawner(config, "dora", "cpu")
+    await cpu.start()
+    pod = kube.get("pods", cpu.pod_name)
+    # On gpu-51 its 6 CPUs would leave the GPU there 2: too few for a GPU server like that.
+    assert pod["spec"]["nodeName"] == "gpu-52" and pod["status"]["phase"] == "Running"
+    held = pod["metadata"]["annotations"]
+    assert held[keys.ANN_NODE] == "gpu-52" and held[keys.ANN_GPU_UUIDS] == ""
+    allocator = GPUSliceManager.instance().allocator
+    assert allocator.is_committed(held[keys.ANN_ALLOCATION])
+    assert allocator.node_usage()["gpu-52"] == (6000, 0)
+    assert GPUSliceManager.instance().allocations() == []  # a node held, not a GPU slice
+    await cpu.stop()
+    assert allocator.get(held[keys.ANN_ALLOCATION]) is None
+    assert allocator.node_usage()["gpu-52"] == (0, 0)
+
+
+async def test_cpu_only_servers_the_gpu_nodes_cannot_take_go_to_the_other_nodes(kube):
+    add_gpu_node(kube, "gpu-53", gpus=1, allocatable=room("4", "64Gi"))
+    kube.add_node("cpu-53", allocatable=room("32", "128Gi"))
+    config = spawner_config(kube.namespace, KubeSpawner__cpu_guarantee=6.0)
+    cpu = make_spawner(config, "erin", "cpu")
+    await cpu.start()
+    pod = kube.get("pods", cpu.pod_name)
+    assert pod["spec"]["nodeName"] == "cpu-53"
+    assert keys.ANN_ALLOCATION not in (pod["metadata"].get("annotations") or {})
+    await cpu.stop()
