@@ -47,7 +47,9 @@ The policies, over one node model (free CPU, free memory, free milli-GPU per GPU
   ``adopt`` as an allocation without GPUs, so ours' own CPU/memory checks see the CPU they
   take (the way a pod the allocator did not place is accounted). ``--cpu-only-tainted`` keeps
   CPU-only pods off the GPU nodes altogether (a taint sends them to CPU nodes, not modelled), to
-  measure what sharing GPU nodes' CPU with them costs.
+  measure what sharing GPU nodes' CPU with them costs. ``--cpu-only-scheduler`` leaves them to
+  kube-scheduler's default scoring (:func:`scheduler_node`: it spreads them) and counts them
+  with ``observe_pod``, as the hub counts pods it did not place.
 - ``fgd``: the paper's method, written here from the paper and its simulator
   (hkust-adsl/kubernetes-scheduler-simulator, ``frag.go``, ``fgd_score.go``). A node's
   fragmentation for a task is the free GPU capacity the task cannot use: all of it when the
@@ -77,9 +79,11 @@ At 130% with seeds 7 and 2026: base 97.58 / 97.69 (fgd 95.32 / 95.48), sharing 8
 (85.68 / 86.23), multigpu 98.45 / 98.54 (98.29 / 98.34), constrained 97.64 / 97.70 (94.70 /
 95.11). Ours is at or above every other policy at every checkpoint of the three seeds; it is
 short of FGD + 0.5 on multigpu only. ``--cpu-only-tainted`` (seed 42, at 130%): base 97.58,
-sharing 88.12, multigpu 98.57, constrained 97.72. Ours' reserve p99: 1.6-3.3 ms run alone,
-8.8-10.3 ms with four runs at once (nodes where CPU binds are scored whole, and then 32 of
-them); refusals' p99 0.8-5.3 ms.
+sharing 88.12, multigpu 98.57, constrained 97.72. ``--cpu-only-scheduler`` (seed 42, at 130%):
+base 90.54, sharing 72.36, multigpu 98.02, constrained 89.75: spread CPU-only pods leave
+GPUs without CPU (stranded 2.65% / 14.39% / 0.56% / 3.28% of the GPUs). Ours' reserve p99:
+1.6-3.3 ms run alone, 8.8-10.3 ms with four runs at once (nodes where CPU binds are scored
+whole, and then 32 of them); refusals' p99 0.8-5.3 ms.
 """
 
 from __future__ import annotations
