@@ -15,6 +15,7 @@ from typing import Any
 
 import nativeauthenticator
 
+from gpu_fraction.errors import AllocationRefused
 from server_extension.app import ENV_JOBS_URL
 from spawner import metrics
 from spawner.allocation_api import handlers as allocation_handlers
@@ -87,8 +88,10 @@ def make_profile_list(config: AiConsoleConfig, html: bool = False):
 def make_slice_policy(config: AiConsoleConfig):
     """The spawner's slice_policy: membership, image and quota checked on the hub side."""
 
-    def slice_policy(spawner: Any, profile: dict | None) -> SliceDecision:
+    async def slice_policy(spawner: Any, profile: dict | None) -> SliceDecision:
         manager = GPUSliceManager.instance(config=spawner.config)
+        # Worded in the language of the browser that asked for the spawn.
+        translate = page_texts.request_translator(getattr(spawner, "handler", None))
         try:
             decision = check_spawn(
                 config,
@@ -101,8 +104,6 @@ def make_slice_policy(config: AiConsoleConfig):
             )
         except SpawnRefused as err:
             metrics.count_refusal(err.code)
-            # Worded in the language of the browser that asked for the spawn.
-            translate = page_texts.request_translator(getattr(spawner, "handler", None))
             raise SliceRefused(spawn_texts.say(err.reason, translate), 403) from None
         image = getattr(spawner, "image", None)  # after the chosen options were applied
         if image and decision.project and not allows_reference(config, decision.project, image):
@@ -115,7 +116,14 @@ def make_slice_policy(config: AiConsoleConfig):
         # The pod's own CPU/memory requests, so a pod pinned to a node always fits there.
         cpu = int((getattr(spawner, "cpu_guarantee", None) or 0) * 1000)
         memory = int(getattr(spawner, "mem_guarantee", None) or 0) // (1 << 20)
-        return SliceDecision(gpu.slice_request(cpu_millis=cpu, host_memory_mib=memory), project)
+        # min_memory is resolved against the GPUs the allocator knows now.
+        sizes = await manager.memory_by_type() if gpu.min_memory_mib is not None else None
+        try:
+            request = gpu.slice_request(sizes, cpu_millis=cpu, host_memory_mib=memory)
+        except AllocationRefused as err:
+            metrics.count_refusal("unknown_gpu_type")
+            raise SliceRefused(spawn_texts.say(err.reason, translate), 409) from None
+        return SliceDecision(request, project)
 
     return slice_policy
 
