@@ -6,6 +6,8 @@
 import * as React from 'react';
 
 import {
+  ANY_GPU_TYPE,
+  anyGpuTypeLabel,
   defaultGpuType,
   defaultImage,
   defaultProject,
@@ -15,6 +17,7 @@ import {
   imagesFor,
   isGpuFlavor,
   needsProjectChoice,
+  offersAnyGpuType,
   storageNote
 } from './choices';
 import { Field, inputProps, fieldTestId } from './fields';
@@ -122,6 +125,7 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
   const selectedFlavor = projectFlavors.find(f => f.name === flavor);
   const projectImages = choices ? imagesFor(choices, project) : [];
   const gpu = isGpuFlavor(selectedFlavor);
+  const anyGpuType = offersAnyGpuType(selectedFlavor);
   const storage = choices ? storageNote(choices, trans) : null;
 
   // Checks of every field; the first problem blocks the submit button.
@@ -137,7 +141,7 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
             'No flavor is available to this project: ask your course admin.'
           );
     }
-    if (gpu && !gpuType) {
+    if (gpu && !anyGpuType && !gpuType) {
       errors.gpu_type = trans.__('Choose a GPU type.');
     }
   }
@@ -181,8 +185,8 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     if (project) {
       body.project = project;
     }
-    if (gpu && gpuType) {
-      body.gpu_type = gpuType;
+    if (gpu && gpuType !== ANY_GPU_TYPE) {
+      body.gpu_type = gpuType; // "Any of them" names none: the allocator chooses
     }
     if (image) {
       body.image = image;
@@ -313,6 +317,11 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
               setGpuType(event.target.value);
             }}
           >
+            {anyGpuType ? (
+              <option key="" value={ANY_GPU_TYPE}>
+                {anyGpuTypeLabel(selectedFlavor, trans)}
+              </option>
+            ) : null}
             {selectedFlavor.gpu_types.map(type => (
               <option key={type} value={type}>
                 {gpuTypeLabel(selectedFlavor, type, trans)}

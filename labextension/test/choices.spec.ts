@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import {
+  ANY_GPU_TYPE,
+  anyGpuTypeLabel,
   availableNow,
   defaultGpuType,
   defaultImage,
@@ -12,7 +14,9 @@ import {
   gpuTypeLabel,
   imagesFor,
   isGpuFlavor,
+  memoryText,
   needsProjectChoice,
+  offersAnyGpuType,
   storageNote
 } from '../src/choices';
 import type { IChoices, IFlavor, IImage } from '../src/types';
@@ -38,6 +42,18 @@ const whole: IFlavor = {
   gpu_types: ['RTX3090', 'A100'],
   projects: ['vision'],
   available: { RTX3090: 1, A100: 2 }
+};
+
+/** A flavor of two types a job may leave to the allocator (types: [...]). */
+const either: IFlavor = {
+  name: '4C-16G-1/2GPU',
+  display_name: 'Half of any big GPU',
+  cpu: 4,
+  memory: '16G',
+  gpu: { fraction: '1/2', any_type: true, min_memory_mib: 16384 },
+  gpu_types: ['V100', 'A10'],
+  projects: ['vision'],
+  available: { V100: 1, A10: 2 }
 };
 
 const cpuOnly: IFlavor = {
@@ -178,6 +194,35 @@ describe('GPU types', () => {
   it('preselects no GPU type for a CPU flavor', () => {
     expect(defaultGpuType(cpuOnly)).toBe('');
     expect(defaultGpuType(undefined)).toBe('');
+  });
+});
+
+describe('any of the GPU types', () => {
+  it('is offered, and preselected, when a job may name no type', () => {
+    expect(offersAnyGpuType(either)).toBe(true);
+    expect(defaultGpuType(either)).toBe(ANY_GPU_TYPE);
+    expect(anyGpuTypeLabel(either, trans)).toBe(
+      'Any of them (placed where it fits best; can start now: 3)'
+    );
+  });
+
+  it('is not offered for one type, a CPU flavor or a hub that does not take it', () => {
+    expect(offersAnyGpuType({ ...either, gpu_types: ['A10'] })).toBe(false);
+    expect(defaultGpuType({ ...either, gpu_types: ['A10'] })).toBe('A10');
+    expect(offersAnyGpuType(cpuOnly)).toBe(false);
+    expect(offersAnyGpuType(undefined)).toBe(false);
+    // An older hub sends no any_type: a type must be picked, as before.
+    expect(offersAnyGpuType(quarter)).toBe(false);
+    expect(defaultGpuType(quarter)).toBe('A100');
+  });
+
+  it('names the least GPU memory of the flavor', () => {
+    expect(flavorResources(either, trans)).toBe(
+      '4 CPU · 16G · 1/2 GPU (16 GiB or more)'
+    );
+    expect(memoryText(16384)).toBe('16 GiB');
+    expect(memoryText(1536)).toBe('1.5 GiB');
+    expect(memoryText(512)).toBe('512 MiB');
   });
 });
 
