@@ -32,14 +32,14 @@ def test_projects_limit_their_flavors():
     student = [f.name for f, _ in flavors_for(CONFIG, "student1", [])]
     assert student == ["2C-4G", "4C-16G-1/4GPU"]  # cs101 lists its flavors
     researcher = [f.name for f, _ in flavors_for(CONFIG, "researcher", [])]
-    assert researcher == ["2C-4G", "4C-16G-1/4GPU", "12C-24G-1GPU"]  # no list: all
+    assert researcher == ["2C-4G", "4C-16G-1/4GPU", "12C-24G-1GPU", "8C-32G-1/2GPU-40G"]
     assert flavors_for(CONFIG, "stranger", []) == []  # jobs are always charged to a project
 
 
 @pytest.mark.parametrize(
     ("change", "where", "words"),
     [
-        (lambda d: d["flavors"].append(dict(d["flavors"][0])), "flavors[3].name", "already used"),
+        (lambda d: d["flavors"].append(dict(d["flavors"][0])), "flavors[4].name", "already used"),
         (lambda d: d["flavors"][1]["gpu"].update(type="RTX3090"), "flavors[1].gpu", "not both"),
         (lambda d: d["flavors"][1]["gpu"].pop("types"), "flavors[1].gpu", "not neither"),
         (
@@ -116,19 +116,21 @@ def test_a_job_of_a_flavor_with_several_types_may_leave_the_type_to_the_allocato
 
 def test_a_flavor_of_any_type_with_min_memory_names_the_types_that_fit(tmp_path):
     data = example()
-    data["flavors"][2]["gpu"] = {"fraction": "1/2", "type": "any", "min_memory": "16GiB"}
+    data["flavors"][3]["gpu"]["min_memory"] = "16GiB"
     config = load_config(write(tmp_path, data))
-    flavor = config.flavor("12C-24G-1GPU")
+    flavor = config.flavor("8C-32G-1/2GPU-40G")
     assert flavor.gpu.gpu_types is None and flavor.gpu.min_memory_mib == 16384
     memory = {"T4": 15360, "V100": 16384, "A100": 40960}
     assert flavor.slice_request(None, memory).allowed_types == {"V100", "A100"}
     # Any type may be named; whether it fits is the allocator's (and min_memory's) to say.
     decision = check_job(
-        config, "researcher", [], {"flavor": "12C-24G-1GPU", "gpu_type": "T4"}, nothing
+        config, "researcher", [], {"flavor": "8C-32G-1/2GPU-40G", "gpu_type": "T4"}, nothing
     )
     with pytest.raises(AllocationRefused) as info:
         flavor.slice_request(decision.gpu_type, memory)
     assert "1/2 of T4 (16 GiB or more)" in info.value.reason
     assert "pick another flavor" in info.value.reason
     with pytest.raises(JobRefused):
-        check_job(config, "researcher", [], {"flavor": "12C-24G-1GPU", "gpu_type": "a b"}, nothing)
+        check_job(
+            config, "researcher", [], {"flavor": "8C-32G-1/2GPU-40G", "gpu_type": "a b"}, nothing
+        )

@@ -63,6 +63,13 @@ def test_example_loads() -> None:
     assert tf is not None and tf.gpu is not None and tf.gpu.fraction == Fraction(1, 4)  # 0.25
     a100 = config.profile("pytorch-a100")
     assert a100 is not None and a100.projects == ("vision-lab",)
+    # Several GPU types, or any with a least amount of memory (a choice of the profile).
+    anyone = config.profile("pytorch-any-gpu")
+    assert anyone is not None and anyone.gpu.gpu_types == ("RTX3090", "A100")
+    large = anyone.gpu_for({"size": "large-memory"})
+    assert large.gpu_types is None and large.min_memory_mib == 40 * 1024
+    flavor = config.flavor("8C-32G-1/2GPU-40G")
+    assert flavor.gpu.gpu_types is None and flavor.gpu.min_memory_mib == 40 * 1024
 
 
 def test_example_matches_schema_and_every_property_is_documented() -> None:
