@@ -161,6 +161,53 @@ export function anyGpuTypeLabel(
   );
 }
 
+/** One option of the dialog's GPU type choice. */
+export interface IGpuTypeOption {
+  /** The type sent as `gpu_type`, or ANY_GPU_TYPE (none sent). */
+  value: string;
+  label: string;
+}
+
+/**
+ * The GPU type choices of a flavor: "Any of them" first where the flavor
+ * offers it, then each type with how many jobs could start on it now.
+ */
+export function gpuTypeOptions(
+  flavor: IFlavor,
+  trans: TranslationBundle
+): IGpuTypeOption[] {
+  const types = flavor.gpu_types.map(type => ({
+    value: type,
+    label: gpuTypeLabel(flavor, type, trans)
+  }));
+  if (!offersAnyGpuType(flavor)) {
+    return types;
+  }
+  return [
+    { value: ANY_GPU_TYPE, label: anyGpuTypeLabel(flavor, trans) },
+    ...types
+  ];
+}
+
+/**
+ * The `gpu_type` a job of the flavor sends for the chosen value: none for a
+ * CPU flavor and for "Any of them" (the allocator chooses).
+ */
+export function requestedGpuType(
+  flavor: IFlavor | undefined,
+  chosen: string
+): string | undefined {
+  return isGpuFlavor(flavor) && chosen !== ANY_GPU_TYPE ? chosen : undefined;
+}
+
+/** Whether the flavor needs a GPU type that has not been chosen. */
+export function gpuTypeMissing(
+  flavor: IFlavor | undefined,
+  chosen: string
+): boolean {
+  return isGpuFlavor(flavor) && !offersAnyGpuType(flavor) && !chosen;
+}
+
 /** What the dialog says about where the job can reach the user's storage, or null. */
 export function storageNote(
   choices: IChoices,

@@ -6,18 +6,17 @@
 import * as React from 'react';
 
 import {
-  ANY_GPU_TYPE,
-  anyGpuTypeLabel,
   defaultGpuType,
   defaultImage,
   defaultProject,
   flavorLabel,
   flavorsFor,
-  gpuTypeLabel,
+  gpuTypeMissing,
+  gpuTypeOptions,
   imagesFor,
   isGpuFlavor,
   needsProjectChoice,
-  offersAnyGpuType,
+  requestedGpuType,
   storageNote
 } from './choices';
 import { Field, inputProps, fieldTestId } from './fields';
@@ -125,7 +124,6 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
   const selectedFlavor = projectFlavors.find(f => f.name === flavor);
   const projectImages = choices ? imagesFor(choices, project) : [];
   const gpu = isGpuFlavor(selectedFlavor);
-  const anyGpuType = offersAnyGpuType(selectedFlavor);
   const storage = choices ? storageNote(choices, trans) : null;
 
   // Checks of every field; the first problem blocks the submit button.
@@ -141,7 +139,7 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
             'No flavor is available to this project: ask your course admin.'
           );
     }
-    if (gpu && !anyGpuType && !gpuType) {
+    if (gpuTypeMissing(selectedFlavor, gpuType)) {
       errors.gpu_type = trans.__('Choose a GPU type.');
     }
   }
@@ -185,8 +183,9 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     if (project) {
       body.project = project;
     }
-    if (gpu && gpuType !== ANY_GPU_TYPE) {
-      body.gpu_type = gpuType; // "Any of them" names none: the allocator chooses
+    const requested = requestedGpuType(selectedFlavor, gpuType);
+    if (requested) {
+      body.gpu_type = requested; // "Any of them" names none: the allocator chooses
     }
     if (image) {
       body.image = image;
@@ -317,14 +316,9 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
               setGpuType(event.target.value);
             }}
           >
-            {anyGpuType ? (
-              <option key="" value={ANY_GPU_TYPE}>
-                {anyGpuTypeLabel(selectedFlavor, trans)}
-              </option>
-            ) : null}
-            {selectedFlavor.gpu_types.map(type => (
-              <option key={type} value={type}>
-                {gpuTypeLabel(selectedFlavor, type, trans)}
+            {gpuTypeOptions(selectedFlavor, trans).map(option => (
+              <option key={option.value} value={option.value}>
+                {option.label}
               </option>
             ))}
           </select>

@@ -12,11 +12,14 @@ import {
   flavorResources,
   flavorsFor,
   gpuTypeLabel,
+  gpuTypeMissing,
+  gpuTypeOptions,
   imagesFor,
   isGpuFlavor,
   memoryText,
   needsProjectChoice,
   offersAnyGpuType,
+  requestedGpuType,
   storageNote
 } from '../src/choices';
 import type { IChoices, IFlavor, IImage } from '../src/types';
@@ -214,6 +217,32 @@ describe('any of the GPU types', () => {
     // An older hub sends no any_type: a type must be picked, as before.
     expect(offersAnyGpuType(quarter)).toBe(false);
     expect(defaultGpuType(quarter)).toBe('A100');
+  });
+
+  it('comes first in the GPU type choice, and sends no type', () => {
+    expect(gpuTypeOptions(either, trans)).toEqual([
+      {
+        value: ANY_GPU_TYPE,
+        label: 'Any of them (placed where it fits best; can start now: 3)'
+      },
+      { value: 'V100', label: 'V100 (can start now: 1)' },
+      { value: 'A10', label: 'A10 (can start now: 2)' }
+    ]);
+    expect(requestedGpuType(either, ANY_GPU_TYPE)).toBeUndefined();
+    expect(requestedGpuType(either, 'A10')).toBe('A10');
+    expect(gpuTypeMissing(either, ANY_GPU_TYPE)).toBe(false);
+  });
+
+  it('is not a choice where the flavor takes one type or the hub wants one', () => {
+    expect(gpuTypeOptions(quarter, trans).map(o => o.value)).toEqual([
+      'A100',
+      'RTX3090'
+    ]);
+    expect(gpuTypeMissing(quarter, '')).toBe(true);
+    expect(gpuTypeMissing(quarter, 'A100')).toBe(false);
+    expect(requestedGpuType(quarter, 'A100')).toBe('A100');
+    expect(requestedGpuType(cpuOnly, '')).toBeUndefined();
+    expect(gpuTypeMissing(cpuOnly, '')).toBe(false);
   });
 
   it('names the least GPU memory of the flavor', () => {
