@@ -15,6 +15,7 @@ Membership rules (the same in the spawn form, at spawn time and in the jobs serv
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from fractions import Fraction
@@ -190,10 +191,9 @@ def _free_now(
     gpu = profile.gpu
     if capacity is None or gpu is None:
         return ""
-    free = capacity.get(gpu.gpu_type, {}).get(gpu.fraction, 0)
+    free, reason = gpu.free_on(capacity, None)
     ours["free_now"] = free
-    known = gpu.gpu_type in capacity
-    return texts.free_note(free, texts.hardware_reason(gpu.fraction, gpu.gpu_type, known))
+    return texts.free_note(free, reason)
 
 
 def _kubespawner_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -419,9 +419,14 @@ class JobRefused(SpawnRefused):
         self.field = field
 
 
+#: A GPU type's spelling (gpu_fraction.model.check_gpu_type), for a flavor of type: any.
+_TYPE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
 @dataclass(frozen=True)
 class JobDecision:
-    """What a job may run with: flavor, GPU type (``None`` for CPU), project, image."""
+    """What a job may run with: flavor, GPU type, project, image. ``gpu_type`` is ``None`` for
+    a CPU flavor, and for a GPU flavor the job leaves to the allocator: any of its types."""
 
     flavor: Flavor
     gpu_type: str | None
@@ -481,15 +486,16 @@ def check_job(
     project = _pick_job_project(config, flavor, projects, request.get("project"))
     gpu_type = None
     if flavor.gpu is not None:
-        gpu_type = request.get("gpu_type") or (
-            flavor.gpu_types[0] if len(flavor.gpu_types) == 1 else None
-        )
-        if gpu_type not in flavor.gpu_types:
+        # No type named: the flavor's one type, or any of its types (the allocator chooses).
+        gpu_type = request.get("gpu_type") or flavor.gpu.gpu_type
+        if gpu_type is not None and not flavor.accepts_type(gpu_type):
             raise JobRefused(
                 f"Flavor {flavor.name} runs on {', '.join(flavor.gpu_types)}; pick one of them "
-                "as the GPU type.",
+                "as the GPU type, or leave it empty for any of them.",
                 "gpu_type",
             )
+        if gpu_type is not None and not _TYPE_NAME.match(gpu_type):
+            raise JobRefused(f"{gpu_type!r} is not a GPU type (like RTX3090).", "gpu_type")
     elif request.get("gpu_type"):
         raise JobRefused(f"Flavor {flavor.name} has no GPU; leave the GPU type empty.", "gpu_type")
     image = None

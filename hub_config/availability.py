@@ -67,10 +67,19 @@ class ProfileAvailability:
     reason: str = ""
     projects: tuple[ProjectAvailability, ...] = ()
     project: str | None = None
+    #: The slice the form preselects (None: CPU-only).
+    gpu: GpuBlock | None = None
 
     @property
     def disabled(self) -> bool:
         return self.free == 0
+
+    @property
+    def slice(self) -> str:
+        """The slice in words where the allocator picks its GPU type ("1/4 of V100 or A10",
+        "1/4 of any GPU (16 GiB or more)"); "" for one named type, which the profile's own
+        name says, and for CPU-only."""
+        return self.gpu.describe() if self.gpu is not None and self.gpu.flexible else ""
 
     @property
     def note(self) -> texts.Text:
@@ -88,6 +97,7 @@ class ProfileAvailability:
             "note": texts.say(self.note, translate),
             "project": self.project,
             "projects": [p.as_dict(translate) for p in self.projects],
+            "slice": texts.say(self.slice, translate),
         }
 
 
@@ -98,13 +108,15 @@ def availability_for(
     capacity: Capacity,
     in_use: Callable[[str], Fraction],
     chosen: Mapping[str, Any] | None = None,
+    memory: Mapping[str, int] | None = None,
 ) -> list[ProfileAvailability]:
     """Every profile the user's form shows, in file order. ``in_use(project_slug)`` as for
-    :func:`~hub_config.access.check_spawn`; ``chosen``: the user's last ``user_options``."""
+    :func:`~hub_config.access.check_spawn`; ``chosen``: the user's last ``user_options``;
+    ``memory``: GPU type -> MiB of its smallest GPU, for slices with a ``min_memory``."""
     groups = set(groups)
     used = _memo(in_use)
     return [
-        profile_availability(config, profile, user, groups, capacity, used, chosen)
+        profile_availability(config, profile, user, groups, capacity, used, chosen, memory)
         for profile in profiles_for(config, user, groups)
     ]
 
@@ -117,6 +129,7 @@ def profile_availability(
     capacity: Capacity,
     in_use: Callable[[str], Fraction],
     chosen: Mapping[str, Any] | None = None,
+    memory: Mapping[str, int] | None = None,
 ) -> ProfileAvailability:
     fits = projects_for_profile(config, profile, user, groups)
     # The slice of the choices the form preselects: the user's last ones for this profile.
@@ -125,10 +138,10 @@ def profile_availability(
     if gpu is None:
         options = tuple(ProjectAvailability(p, None) for p in fits)
         return ProfileAvailability(profile, None, "", options, _preselect(config, options, chosen))
-    hardware = capacity.get(gpu.gpu_type, {}).get(gpu.fraction, 0)
-    reason = texts.hardware_reason(gpu.fraction, gpu.gpu_type, gpu.gpu_type in capacity)
+    # Summed over the GPU types the slice accepts (types:, type: any, min_memory).
+    hardware, reason = gpu.free_on(capacity, memory)
     if not fits:  # charged to no project: no quota applies
-        return ProfileAvailability(profile, hardware, "" if hardware else reason)
+        return ProfileAvailability(profile, hardware, "" if hardware else reason, gpu=gpu)
     options = tuple(_on_project(p, gpu, hardware, reason, in_use) for p in fits)
     free = max(o.free or 0 for o in options)
     return ProfileAvailability(
@@ -137,6 +150,7 @@ def profile_availability(
         "" if free else _why_none(options),
         options,
         _preselect(config, options, chosen),
+        gpu,
     )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import nativeauthenticator
 
+from gpu_fraction.errors import AllocationRefused
 from server_extension.app import ENV_JOBS_URL
 from spawner import metrics
 from spawner.allocation_api import handlers as allocation_handlers
@@ -87,8 +88,10 @@ def make_profile_list(config: AiConsoleConfig, html: bool = False):
 def make_slice_policy(config: AiConsoleConfig):
     """The spawner's slice_policy: membership, image and quota checked on the hub side."""
 
-    def slice_policy(spawner: Any, profile: dict | None) -> SliceDecision:
+    async def slice_policy(spawner: Any, profile: dict | None) -> SliceDecision:
         manager = GPUSliceManager.instance(config=spawner.config)
+        # Worded in the language of the browser that asked for the spawn.
+        translate = page_texts.request_translator(getattr(spawner, "handler", None))
         try:
             decision = check_spawn(
                 config,
@@ -101,8 +104,6 @@ def make_slice_policy(config: AiConsoleConfig):
             )
         except SpawnRefused as err:
             metrics.count_refusal(err.code)
-            # Worded in the language of the browser that asked for the spawn.
-            translate = page_texts.request_translator(getattr(spawner, "handler", None))
             raise SliceRefused(spawn_texts.say(err.reason, translate), 403) from None
         image = getattr(spawner, "image", None)  # after the chosen options were applied
         if image and decision.project and not allows_reference(config, decision.project, image):
@@ -112,8 +113,15 @@ def make_slice_policy(config: AiConsoleConfig):
         gpu = decision.profile.gpu_for(spawner.user_options)
         if gpu is None:
             return SliceDecision(None, project)
-        # The spawner adds the pod's own CPU and memory guarantees to the request.
-        return SliceDecision(gpu.slice_request(), project)
+        # min_memory is resolved against the GPUs the allocator knows now; the spawner adds
+        # the pod's own CPU and memory guarantees to the request.
+        sizes = await manager.memory_by_type() if gpu.min_memory_mib is not None else None
+        try:
+            request = gpu.slice_request(sizes)
+        except AllocationRefused as err:
+            metrics.count_refusal("unknown_gpu_type")
+            raise SliceRefused(spawn_texts.say(err.reason, translate), 409) from None
+        return SliceDecision(request, project)
 
     return slice_policy
 

@@ -8,7 +8,8 @@ from one allocator.
   projects, flavors with how many could start now, images
 - ``POST /api/ai-console/job-admissions``  the jobs service (custom:ai-console:allocations):
   body ``{user, request: {flavor, project, gpu_type, image}, name}``; checks the request for
-  that user and reserves the slice; 201 with project, flavor, image, allocation, the slice's
+  that user and reserves the slice (no ``gpu_type`` for a flavor of several types: the
+  allocator chooses); 201 with project, flavor, the GPU type chosen, image, allocation, the slice's
   environment for a local process and what a pod needs (``pod``: env, volumes, annotations);
   403/400 naming the field, 409 when no slice is free
 """
@@ -16,6 +17,7 @@ from one allocator.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from typing import Any
 
 from jupyterhub import orm
@@ -30,7 +32,7 @@ from gpu_fraction.enforcement import (
     kubernetes_volumes,
     startup_hook_dir,
 )
-from gpu_fraction.errors import AllocationRefused
+from gpu_fraction.errors import AllocationRefused, UnknownGPUTypeError
 from gpu_fraction.model import Owner
 from spawner.allocation_api import SCOPE_ALLOCATIONS, SliceAPIHandler, allocation_model
 
@@ -39,16 +41,33 @@ from .model import AiConsoleConfig, Flavor
 from .roles import SCOPE_JOBS
 
 
-def flavor_model(flavor: Flavor) -> dict[str, Any]:
+def flavor_model(flavor: Flavor, memory: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """A flavor as the Lab sees it. ``gpu_types``: those a job may name; for ``type: any`` or a
+    ``min_memory``, the types of the inventory that fit (``memory``: GPU type -> MiB of its
+    smallest GPU), else the listed ones. With several, a job may name none: the allocator
+    chooses (``gpu.any_type``)."""
+    gpu = flavor.gpu
+    types = list(flavor.gpu_types)
+    if gpu is not None and gpu.flexible and memory is not None:
+        types = gpu.accepted_types(memory)
     return {
         "name": flavor.name,
         "display_name": flavor.display_name,
         "description": flavor.description,
         "cpu": flavor.cpu,
         "memory": str(flavor.memory),
-        "gpu": {"fraction": str(flavor.gpu.fraction)} if flavor.gpu else None,
-        "gpu_types": list(flavor.gpu_types),
+        "gpu": None if gpu is None else _gpu_model(flavor),
+        "gpu_types": types,
     }
+
+
+def _gpu_model(flavor: Flavor) -> dict[str, Any]:
+    gpu = flavor.gpu
+    assert gpu is not None
+    model: dict[str, Any] = {"fraction": str(gpu.fraction), "any_type": gpu.gpu_type is None}
+    if gpu.min_memory_mib is not None:
+        model["min_memory_mib"] = gpu.min_memory_mib
+    return model
 
 
 class JobsHubHandler(SliceAPIHandler):
@@ -79,13 +98,14 @@ class JobChoicesHandler(JobsHubHandler):
             raise web.HTTPError(403, f"Action requires the scope {SCOPE_JOBS}")
         config, groups = self.ai_console, self.groups_of(user)
         capacity = await self.slice_manager.capacity()
+        memory = await self.slice_manager.memory_by_type()
         flavors, projects = [], {}
         for flavor, allowed in flavors_for(config, user.name, groups):
+            model = flavor_model(flavor, memory)
             available = {
                 gpu_type: capacity.get(gpu_type, {}).get(flavor.fraction, 0)
-                for gpu_type in flavor.gpu_types
+                for gpu_type in model["gpu_types"]
             }
-            model = flavor_model(flavor)
             model.update(projects=[p.slug for p in allowed], available=available)
             flavors.append(model)
             projects.update((p.slug, p) for p in allowed)
@@ -142,18 +162,27 @@ class JobAdmissionHandler(JobsHubHandler):
         if node is not None and not (isinstance(node, str) and 0 < len(node) <= 253):
             self.write_json(400, {"message": "node must be a node name", "field": "node"})
             return
-        allocation, environment, pod = None, {}, None
-        if flavor.gpu is not None and decision.gpu_type is not None:
+        allocation, environment, pod, gpu_type = None, {}, None, None
+        if flavor.gpu is not None:
             owner = Owner("job", name, project.slug if project else "", str(job_name)[:63])
-            wanted = flavor.slice_request(decision.gpu_type)
-            if node:
-                # The job must run where its user's storage is attached.
-                wanted = dataclasses.replace(wanted, node=node)
             try:
+                # No type named (decision.gpu_type None): any of the flavor's types, the
+                # allocator chooses; min_memory against the GPUs it knows now.
+                sizes = None
+                if flavor.gpu.min_memory_mib is not None:
+                    sizes = await manager.memory_by_type()
+                wanted = flavor.slice_request(decision.gpu_type, sizes)
+                if node:
+                    # The job must run where its user's storage is attached.
+                    wanted = dataclasses.replace(wanted, node=node)
                 held = await manager.reserve(wanted, owner, created_by=self.caller)
             except AllocationRefused as err:
-                self.write_json(409, {"message": err.reason, "field": "gpu_type"})
+                self.write_json(409, {"message": str(err.reason), "field": "gpu_type"})
                 return
+            except UnknownGPUTypeError as err:
+                self.write_json(409, {"message": err.message, "field": "gpu_type"})
+                return
+            gpu_type = held.gpu_type  # the type the allocator chose
             try:
                 allocation = allocation_model(held)
                 environment = container_environment(
@@ -169,7 +198,7 @@ class JobAdmissionHandler(JobsHubHandler):
             {
                 "project": project.slug if project else None,
                 "flavor": flavor_model(flavor),
-                "gpu_type": decision.gpu_type,
+                "gpu_type": gpu_type,
                 "image": {"key": image.key, "image": image.image} if image else None,
                 "allocation": allocation,
                 "environment": environment,

@@ -27,13 +27,16 @@ from gpu_fraction.enforcement import (
     ENV_NVIDIA_VISIBLE_DEVICES,
 )
 from gpu_fraction.errors import InvalidRequestError
-from gpu_fraction.model import check_gpu_type, parse_fraction
+from gpu_fraction.model import MAX_GPU_MEMORY_MIB, check_gpu_type, parse_fraction
 
 from .model import (
+    ANY_TYPE,
     AiConsoleConfig,
     GpuBlock,
     build_config,
     derive_slug,
+    gpu_memory_mib,
+    gpu_types_of,
     image_reference,
     memory_bytes,
     parse_quota,
@@ -318,11 +321,11 @@ def _profile_warnings(data: dict) -> list[Problem]:
 
 def _gpu_types(data: dict) -> str:
     """The GPU types the file's gpu: blocks name, for hints."""
-    named = [_dict(p.get("gpu")).get("type") for p in map(_dict, _list(data.get("profiles")))]
-    for flavor in map(_dict, _list(data.get("flavors"))):
-        gpu = _dict(flavor.get("gpu"))
+    named = []
+    for entry in [*_list(data.get("profiles")), *_list(data.get("flavors"))]:
+        gpu = _dict(_dict(entry).get("gpu"))
         named += [gpu.get("type"), *_list(gpu.get("types"))]
-    types = [t for t in dict.fromkeys(named) if isinstance(t, str)]
+    types = [t for t in dict.fromkeys(named) if isinstance(t, str) and t != ANY_TYPE]
     return ", ".join(types) or "your GPU type, like RTX3090"
 
 
@@ -441,27 +444,8 @@ def _flavor_problems(problems: _Problems, flavors: list) -> dict[str, int]:
         elif isinstance(name, str):
             names[name] = i
         gpu = flavor.get("gpu")
-        if not isinstance(gpu, dict):
-            continue
-        if ("type" in gpu) == ("types" in gpu):
-            problems.add(
-                (*where, "gpu"),
-                "give the GPU type as type: RTX3090, or several as types: [RTX3090, A100], "
-                "not both and not neither",
-            )
-            continue
-        # Each type is checked as a profile's gpu block would be, so the same rules apply.
-        types = gpu["types"] if "types" in gpu else [gpu["type"]]
-        for k, gpu_type in enumerate(_list(types)):
-            block = {**gpu, "type": gpu_type}
-            block.pop("types", None)
-            found = _Problems()
-            _gpu_problems(found, block, (*where, "gpu"))
-            for problem in found:
-                path = problem.path
-                if "types" in gpu and path[-1] == "type":
-                    path = (*path[:-1], "types", k)
-                problems.add(path, problem.message)
+        if isinstance(gpu, dict):
+            _gpu_problems(problems, gpu, (*where, "gpu"))
     return names
 
 
@@ -650,7 +634,9 @@ def _image_allowed(
 
 
 def _gpu_problems(problems: _Problems, gpu: dict, where: FieldPath) -> None:
-    fraction, gpu_type = gpu.get("fraction"), gpu.get("type")
+    """A gpu: block (of a profile, a choice or a flavor): its fraction, its type (one, several
+    or any), min_memory, and the slice as the allocator would take it."""
+    fraction = gpu.get("fraction")
     ok = True
     if isinstance(fraction, (int, float, str)) and not isinstance(fraction, bool):
         try:
@@ -658,22 +644,93 @@ def _gpu_problems(problems: _Problems, gpu: dict, where: FieldPath) -> None:
         except InvalidRequestError:
             problems.add((*where, "fraction"), f"{_FRACTION_ALLOWED}, got {show(fraction)}")
             ok = False
-    if isinstance(gpu_type, str):
-        try:
-            check_gpu_type(gpu_type)
-        except InvalidRequestError as err:
-            problems.add((*where, "type"), err.message)
-            ok = False
+    ok = _type_problems(problems, gpu, where) and ok
+    minimum = _min_memory(problems, gpu, where)
     numbers = {k: gpu.get(k) for k in ("compute_min", "compute_max", "memory_mib")}
-    if not (ok and isinstance(fraction, Fraction) and isinstance(gpu_type, str)) or any(
+    if not (ok and isinstance(fraction, Fraction)) or any(
         v is not None and (isinstance(v, bool) or not isinstance(v, int)) for v in numbers.values()
     ):
         return  # reported above or by the schema
     try:
-        GpuBlock(fraction, gpu_type, **numbers).slice_request()
+        GpuBlock(fraction, gpu_types_of(gpu), **numbers).slice_request()
     except InvalidRequestError as err:
         # SliceRequest names its own fields; compute_min etc. are spelled the same here.
         problems.add((*where, err.field), err.message)
+        return
+    memory = numbers["memory_mib"]
+    if minimum is not None and isinstance(memory, int) and fraction < 1 and memory > minimum:
+        problems.add(
+            (*where, "memory_mib"),
+            f"{memory} MiB is more than min_memory ({minimum} MiB): a GPU of min_memory could "
+            "never hold the slice; lower memory_mib or raise min_memory to at least "
+            f"{memory} MiB",
+        )
+
+
+def _type_problems(problems: _Problems, gpu: dict, where: FieldPath) -> bool:
+    """Exactly one of type (a GPU type, or any) and types (several, each once); False when
+    the block names no usable type."""
+    if ("type" in gpu) == ("types" in gpu):
+        problems.add(
+            where,
+            "give the GPU type as type: RTX3090 (or type: any for every type), or several as "
+            "types: [RTX3090, A100], not both and not neither",
+        )
+        return False
+    if "type" in gpu:
+        gpu_type = gpu["type"]
+        if not isinstance(gpu_type, str):
+            return False  # the schema has reported it
+        if gpu_type == ANY_TYPE:
+            return True
+        try:
+            check_gpu_type(gpu_type)
+        except InvalidRequestError as err:
+            problems.add((*where, "type"), err.message)
+            return False
+        return True
+    types = gpu["types"]
+    if not isinstance(types, list) or not types:
+        return False  # the schema has reported it
+    ok, seen = True, {}
+    for k, gpu_type in enumerate(types):
+        path = (*where, "types", k)
+        if not isinstance(gpu_type, str):
+            ok = False  # the schema has reported it
+        elif gpu_type == ANY_TYPE:
+            problems.add(path, "any stands for every GPU type; write type: any instead of a list")
+            ok = False
+        elif gpu_type in seen:
+            problems.add(
+                path, f"{gpu_type} is already listed as types[{seen[gpu_type]}]; list each once"
+            )
+            ok = False
+        else:
+            seen[gpu_type] = k
+            try:
+                check_gpu_type(gpu_type)
+            except InvalidRequestError as err:
+                problems.add(path, err.message)
+                ok = False
+    return ok
+
+
+def _min_memory(problems: _Problems, gpu: dict, where: FieldPath) -> int | None:
+    """The block's min_memory in MiB, or None (none given, or reported as malformed)."""
+    value = gpu.get("min_memory")
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, str)):
+        return None
+    try:
+        mib = gpu_memory_mib(value)
+    except ValueError:
+        return None  # the schema has reported it
+    if not 1 <= mib <= MAX_GPU_MEMORY_MIB:
+        problems.add(
+            (*where, "min_memory"),
+            f"expected a GPU memory size between 1Mi and 2Ti (like 16GiB), got {show(value)}",
+        )
+        return None
+    return mib
 
 
 def override_problems(

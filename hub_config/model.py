@@ -6,6 +6,7 @@ can trust them: references resolve, fractions are exact, slugs are unique.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -14,8 +15,12 @@ from typing import Any, Literal
 
 from slugify import slugify
 
+from gpu_fraction.errors import AllocationRefused
 from gpu_fraction.model import SliceRequest, parse_fraction
+from gpu_fraction.type_choice import ANY_TYPE, accepted_types, memory_text, request_types
 from spawner.profile_options import chosen
+
+from . import spawn_texts as texts
 
 ProjectKind = Literal["course", "lab"]
 
@@ -46,6 +51,14 @@ def memory_bytes(value: int | str) -> int:
     if match is None:
         raise ValueError(f"not a memory size: {value!r}")
     return int(float(match["number"]) * _UNITS[match["unit"]])
+
+
+def gpu_memory_mib(value: int | str) -> int:
+    """MiB of a GPU memory size (``min_memory``): ``"16GiB"``, ``"16Gi"``, ``"16G"`` (powers of
+    1024, as every memory size here), or bytes; whole MiB, rounded down."""
+    if isinstance(value, str) and value.endswith("B") and not value[:-1].isdigit():
+        value = value[:-1]
+    return memory_bytes(value) >> 20
 
 
 def kubespawner_memory(value: int | str) -> int | str:
@@ -112,33 +125,117 @@ class Project:
 
 @dataclass(frozen=True)
 class GpuBlock:
-    """A profile's GPU slice, as the admin wrote it (already validated)."""
+    """A profile's (or flavor's) GPU slice, as the admin wrote it (already validated).
+
+    ``gpu_types`` are the GPU types the slice may use, in the admin's order: one for
+    ``type: V100``, several for ``types: [V100, A10]`` (the allocator chooses where the slice
+    fragments the cluster least), ``None`` for ``type: any``. ``min_memory_mib`` (``min_memory``)
+    keeps only the types whose GPUs have at least that much memory, resolved against the
+    inventory when a request is made (:meth:`slice_request`).
+    """
 
     fraction: Fraction
-    gpu_type: str
+    gpu_types: tuple[str, ...] | None
     compute_min: int | None = None
     compute_max: int | None = None
     memory_mib: int | None = None
+    min_memory_mib: int | None = None
 
-    def slice_request(self, **pod_requests: Any) -> SliceRequest:
+    @property
+    def gpu_type(self) -> str | None:
+        """The one GPU type of the slice; None when it accepts several or any."""
+        types = self.gpu_types
+        return types[0] if types is not None and len(types) == 1 else None
+
+    @property
+    def flexible(self) -> bool:
+        """Whether the allocator, not the admin, picks the type (several, any, or by memory)."""
+        return self.gpu_type is None or self.min_memory_mib is not None
+
+    def accepted_types(self, memory: Mapping[str, int]) -> list[str]:
+        """The inventory's types the slice may use; ``memory``: GPU type -> MiB of its smallest
+        GPU (:func:`gpu_fraction.type_choice.memory_by_type`)."""
+        return accepted_types(self.gpu_types, self.min_memory_mib, memory)
+
+    def describe(self) -> str:
+        """``1/4 of V100 or A10``, ``1/4 of any GPU (16 GiB or more)``, ``1/4 of V100``
+        (a :class:`~hub_config.spawn_texts.Text`: said again in the reader's language)."""
+        return texts.slice_on(self.fraction, self.gpus_text())
+
+    def gpus_text(self) -> str:
+        """The GPUs accepted: ``V100 or A10``, ``any GPU (16 GiB or more)``."""
+        minimum = None if self.min_memory_mib is None else memory_text(self.min_memory_mib)
+        return texts.accepted_gpus(self.gpu_types, minimum)
+
+    def free_on(
+        self, capacity: Mapping[str, Mapping[Fraction, int]], memory: Mapping[str, int] | None
+    ) -> tuple[int, texts.Text]:
+        """How many of this slice could start now on the hardware, summed over the types it
+        accepts, and why none could. ``capacity``: GPU type -> slice size -> how many such
+        slices could start now; ``memory`` as for :meth:`accepted_types` (None: not known,
+        ``min_memory`` is then not applied)."""
+        if not self.flexible:
+            gpu_type = self.gpu_types[0]  # type: ignore[index]
+            free = capacity.get(gpu_type, {}).get(self.fraction, 0)
+            return free, texts.hardware_reason(self.fraction, gpu_type, gpu_type in capacity)
+        if memory is None:
+            types = accepted_types(self.gpu_types, None, dict.fromkeys(capacity, 0))
+        else:
+            types = [t for t in self.accepted_types(memory) if t in capacity]
+        free = sum(capacity[t].get(self.fraction, 0) for t in types)
+        minimum = None if self.min_memory_mib is None else memory_text(self.min_memory_mib)
+        reason = texts.several_types_reason(self.fraction, self.gpu_types, minimum, bool(types))
+        return free, reason
+
+    def slice_request(
+        self, memory: Mapping[str, int] | None = None, what_kind: str = "profile", **pod: Any
+    ) -> SliceRequest:
         """The allocator's request for this slice.
 
-        ``pod_requests`` are the other :class:`SliceRequest` fields the caller knows
-        (``cpu_millis``, ``host_memory_mib``, ``node``, ``zone``).
+        ``memory`` (GPU type -> MiB of its smallest GPU, the allocator's inventory now) is
+        needed when the block has a ``min_memory``: no type left then raises
+        :class:`~gpu_fraction.errors.AllocationRefused` naming the requirement (``what_kind``:
+        what to pick instead, ``profile`` or ``flavor``). ``pod`` are the other
+        :class:`SliceRequest` fields the caller knows (``cpu_millis``, ``host_memory_mib``,
+        ``node``, ``zone``).
         """
+        types = self.gpu_types
+        if self.min_memory_mib is not None:
+            if memory is None:
+                raise ValueError("a slice with min_memory needs the GPU inventory")
+            types = self.accepted_types(memory)
+            if not types:
+                raise AllocationRefused(self.no_type_fits(memory, what_kind))
         return SliceRequest(
-            gpu_type=self.gpu_type,
+            **request_types(types),
             fraction=self.fraction,
             memory_mib=self.memory_mib,
             compute_min=self.compute_min,
             compute_max=100 if self.compute_max is None else self.compute_max,
-            **pod_requests,
+            **pod,
+        )
+
+    def no_type_fits(self, memory: Mapping[str, int], what_kind: str = "profile") -> texts.Text:
+        """Why no GPU of the inventory can take this slice."""
+        known = ", ".join(f"{t} {memory_text(m)}" for t, m in sorted(memory.items()))
+        return texts.Text(
+            texts.NO_TYPE_FITS,
+            slice=self.describe(),
+            known=known or "none",
+            what_kind=texts.Text(what_kind),
         )
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-safe form (``fraction`` as text like ``"1/4"``), for the spawner and the UI."""
-        data: dict[str, Any] = {"fraction": str(self.fraction), "type": self.gpu_type}
-        for name in ("compute_min", "compute_max", "memory_mib"):
+        """JSON-safe form (``fraction`` as text like ``"1/4"``), for the spawner and the UI:
+        ``type`` for one type, ``types`` for several, ``type: any`` for any."""
+        data: dict[str, Any] = {"fraction": str(self.fraction)}
+        if self.gpu_types is None:
+            data["type"] = ANY_TYPE
+        elif len(self.gpu_types) == 1:
+            data["type"] = self.gpu_types[0]
+        else:
+            data["types"] = list(self.gpu_types)
+        for name in ("compute_min", "compute_max", "memory_mib", "min_memory_mib"):
             value = getattr(self, name)
             if value is not None:
                 data[name] = value
@@ -196,9 +293,11 @@ class Profile:
         """Whether some spawn of this profile holds a GPU slice."""
         return self.gpu is not None or any(self.gpu_choices.values())
 
-    def slice_request(self, **extra: Any) -> SliceRequest | None:
+    def slice_request(
+        self, memory: Mapping[str, int] | None = None, **extra: Any
+    ) -> SliceRequest | None:
         """The allocator's request, with this profile's CPU and memory guarantees; ``None``
-        for a CPU-only profile."""
+        for a CPU-only profile. ``memory``: as for :meth:`GpuBlock.slice_request`."""
         if self.gpu is None:
             return None
         pod: dict[str, Any] = {}
@@ -207,15 +306,15 @@ class Profile:
         if self.mem_guarantee is not None:
             pod["host_memory_mib"] = memory_bytes(self.mem_guarantee) >> 20
         pod.update(extra)
-        return self.gpu.slice_request(**pod)
+        return self.gpu.slice_request(memory, **pod)
 
 
 @dataclass(frozen=True)
 class Flavor:
     """A size of notebook job: CPUs and memory reserved, and an optional GPU slice.
 
-    ``gpu_types`` lists the GPU types a job may run on (empty for CPU only); ``gpu`` is the
-    slice for the first of them (:meth:`gpu_block` gives it for another).
+    ``gpu`` is the slice with every type the flavor accepts (:attr:`GpuBlock.gpu_types`; None:
+    any); a job may name one of them (:meth:`gpu_block`) or none, and the allocator chooses.
     """
 
     name: str
@@ -224,28 +323,42 @@ class Flavor:
     memory: int | str
     description: str = ""
     gpu: GpuBlock | None = None
-    gpu_types: tuple[str, ...] = ()
+
+    @property
+    def gpu_types(self) -> tuple[str, ...]:
+        """The GPU types the flavor lists (empty for CPU only, and for ``type: any``)."""
+        return (self.gpu.gpu_types or ()) if self.gpu else ()
 
     @property
     def fraction(self) -> Fraction:
         """GPUs a job of this flavor holds while it runs (0 for CPU only)."""
         return self.gpu.fraction if self.gpu else Fraction(0)
 
-    def gpu_block(self, gpu_type: str) -> GpuBlock:
-        """The slice on ``gpu_type`` (one of :attr:`gpu_types`)."""
-        assert self.gpu is not None and gpu_type in self.gpu_types
-        return GpuBlock(
-            self.gpu.fraction,
-            gpu_type,
-            self.gpu.compute_min,
-            self.gpu.compute_max,
-            self.gpu.memory_mib,
+    def accepts_type(self, gpu_type: str) -> bool:
+        """Whether a job may ask for ``gpu_type`` by name (``type: any``: every type; the
+        inventory and ``min_memory`` are checked when the slice is reserved)."""
+        return self.gpu is not None and (
+            self.gpu.gpu_types is None or gpu_type in self.gpu.gpu_types
         )
 
-    def slice_request(self, gpu_type: str) -> SliceRequest:
-        """The allocator's request for a job of this flavor on ``gpu_type``."""
+    def gpu_block(self, gpu_type: str | None = None) -> GpuBlock:
+        """The slice on ``gpu_type`` (one the flavor accepts); None: on any of its types."""
+        assert self.gpu is not None
+        if gpu_type is None:
+            return self.gpu
+        assert self.accepts_type(gpu_type)
+        return dataclasses.replace(self.gpu, gpu_types=(gpu_type,))
+
+    def slice_request(
+        self, gpu_type: str | None = None, memory: Mapping[str, int] | None = None
+    ) -> SliceRequest:
+        """The allocator's request for a job of this flavor on ``gpu_type`` (None: any of the
+        flavor's types); ``memory`` as for :meth:`GpuBlock.slice_request`."""
         return self.gpu_block(gpu_type).slice_request(
-            cpu_millis=int(self.cpu * 1000), host_memory_mib=memory_bytes(self.memory) >> 20
+            memory,
+            "flavor",
+            cpu_millis=int(self.cpu * 1000),
+            host_memory_mib=memory_bytes(self.memory) >> 20,
         )
 
 
@@ -377,19 +490,13 @@ def build_config(
 
 def _build_flavor(v: dict) -> Flavor:
     gpu = v.get("gpu")
-    types: tuple[str, ...] = ()
-    block = None
-    if gpu is not None:
-        types = tuple(gpu["types"]) if "types" in gpu else (gpu["type"],)
-        block = _gpu_block({**gpu, "type": types[0]})
     return Flavor(
         name=v["name"],
         display_name=v.get("display_name") or v["name"],
         cpu=float(v["cpu"]),
         memory=kubespawner_memory(v["memory"]),
         description=v.get("description", ""),
-        gpu=block,
-        gpu_types=types,
+        gpu=None if gpu is None else _gpu_block(gpu),
     )
 
 
@@ -408,13 +515,22 @@ def _image(value: Mapping[str, Any], images: dict[str, Image], default: str | No
     return Image(key=name, display_name=name, image=name, unlisted=True)
 
 
+def gpu_types_of(gpu: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """A checked gpu: block's types: ``types``, or ``(type,)``, or None for ``type: any``."""
+    if "types" in gpu:
+        return tuple(gpu["types"])
+    return None if gpu["type"] == ANY_TYPE else (gpu["type"],)
+
+
 def _gpu_block(gpu: Mapping[str, Any]) -> GpuBlock:
+    minimum = gpu.get("min_memory")
     return GpuBlock(
         fraction=parse_fraction(gpu["fraction"]),
-        gpu_type=gpu["type"],
+        gpu_types=gpu_types_of(gpu),
         compute_min=gpu.get("compute_min"),
         compute_max=gpu.get("compute_max"),
         memory_mib=gpu.get("memory_mib"),
+        min_memory_mib=None if minimum is None else gpu_memory_mib(minimum),
     )
 
 

@@ -39,6 +39,9 @@ IMAGE_REFERENCE_ALLOWED = "a container image reference like quay.io/jupyter/pyto
 MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?[KMGT]i?$"
 OPTION_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,63}$"
 MEMORY_ALLOWED = "a size like 512M, 2G or 8Gi (K, M, G, T are powers of 1024), or bytes"
+#: A GPU's memory (min_memory) may also be written as people say it: 16GiB, 24GB.
+GPU_MEMORY_PATTERN = r"^[0-9]+(\.[0-9]+)?[KMGT]i?B?$"
+GPU_MEMORY_ALLOWED = "a GPU memory size like 16GiB, 16Gi or 24G (powers of 1024)"
 
 
 def _slug(description: str) -> dict[str, Any]:
@@ -183,15 +186,25 @@ _MEMORY = {
     "x-allowed": MEMORY_ALLOWED,
 }
 
+_GPU_TYPE = {
+    "type": "string",
+    "description": "A GPU type label (RTX3090, A100-80G).",
+    "x-allowed": "a GPU type of letters, digits, '.', '_' or '-' (like RTX3090)",
+}
+
 GPU_SCHEMA: dict[str, Any] = {
     "type": "object",
     "description": (
         "The GPU slice a server of this profile gets. The allocator places it on a GPU of the "
-        "given type and enforces it; omit the block for a CPU-only profile."
+        "given type (or of one of the given types, where it fragments the cluster least) and "
+        "enforces it; omit the block for a CPU-only profile."
     ),
-    "x-allowed": "a mapping with fraction, type, compute_min, compute_max and memory_mib",
+    "x-allowed": (
+        "a mapping with fraction, type or types, min_memory, compute_min, compute_max and "
+        "memory_mib"
+    ),
     "additionalProperties": False,
-    "required": ["fraction", "type"],
+    "required": ["fraction"],
     "properties": {
         "fraction": {
             "type": ["number", "string"],
@@ -201,12 +214,33 @@ GPU_SCHEMA: dict[str, Any] = {
             "x-allowed": "a fraction like 1/4 or 0.25, or a whole number 1..8",
         },
         "type": {
-            "type": "string",
+            **_GPU_TYPE,
             "description": (
-                "GPU type label (RTX3090, A100-80G). The hub checks it against the GPU "
-                "inventory at start; here only its spelling is checked."
+                "GPU type label (RTX3090, A100-80G), or any for every type (narrowed by "
+                "min_memory). The hub checks it against the GPU inventory at start; here only "
+                "its spelling is checked. Give type or types, not both."
             ),
-            "x-allowed": "a GPU type of letters, digits, '.', '_' or '-' (like RTX3090)",
+            "x-allowed": "a GPU type of letters, digits, '.', '_' or '-' (like RTX3090), or any",
+        },
+        "types": {
+            "type": "array",
+            "minItems": 1,
+            "description": (
+                "Several GPU types the slice may use ([V100, A10]); the allocator takes the one "
+                "where the slice fragments the cluster least."
+            ),
+            "x-allowed": "a non-empty list of GPU types (like [V100, A10])",
+            "items": _GPU_TYPE,
+        },
+        "min_memory": {
+            "type": ["integer", "string"],
+            "pattern": GPU_MEMORY_PATTERN,
+            "minimum": 1,
+            "description": (
+                "Only GPU types whose GPUs have at least this much memory (16GiB): with "
+                "type: any, any GPU with 16 GiB or more."
+            ),
+            "x-allowed": GPU_MEMORY_ALLOWED,
         },
         "compute_min": {
             "type": "integer",
@@ -249,26 +283,9 @@ FLAVOR_GPU_SCHEMA: dict[str, Any] = {
     **GPU_SCHEMA,
     "description": (
         "The GPU slice a job of this flavor gets, placed and enforced as a notebook's is. "
-        "type names one GPU type; types lists several the user chooses from in the dialog. "
-        "Omit the block for a CPU-only flavor."
+        "type names one GPU type (or any); types lists several: the user picks one in the "
+        "dialog, or leaves the choice to the allocator. Omit the block for a CPU-only flavor."
     ),
-    "x-allowed": "a mapping with fraction, type or types, compute_min, compute_max, memory_mib",
-    "required": ["fraction"],
-    "properties": {
-        **GPU_SCHEMA["properties"],
-        "types": {
-            "type": "array",
-            "minItems": 1,
-            "uniqueItems": True,
-            "description": "GPU types the job may run on; the user picks one (RTX3090, A100).",
-            "x-allowed": "a non-empty list of GPU types",
-            "items": {
-                "type": "string",
-                "description": "A GPU type label.",
-                "x-allowed": "a GPU type (like RTX3090)",
-            },
-        },
-    },
 }
 
 FLAVOR_SCHEMA: dict[str, Any] = {

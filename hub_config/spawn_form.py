@@ -46,8 +46,9 @@ async def current_availability(
 ) -> list[ProfileAvailability]:
     """:func:`~hub_config.availability.availability_for` with the hub's allocator now."""
     capacity = await manager.capacity()
+    memory = await manager.memory_by_type()
     return availability_for(
-        config, user, groups, capacity, manager.in_use_by_project, chosen_options
+        config, user, groups, capacity, manager.in_use_by_project, chosen_options, memory
     )
 
 

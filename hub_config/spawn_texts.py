@@ -106,6 +106,20 @@ NO_QUOTA = "the {kind} has no GPU quota"
 PROJECT_REASON = "{project}: {reason}"
 ONE_GPU = "{amount} GPU"
 SEVERAL_GPUS = "{amount} GPUs"
+# A slice that accepts several GPU types, or any (types: / type: any, min_memory).
+ANY_GPU = "any GPU"
+WITH_MEMORY = "{gpus} ({memory} or more)"
+SHARE_OF = "{fraction} of {gpus}"
+WHOLE_OF = "{count} of {gpus}"
+NO_SHARE_FREE_ON = "no {fraction} slice is free on {gpus}"
+NO_WHOLE_FREE_ON = "no node has {slice} free"
+NO_GPU_WITH = "this hub has no {gpus} with {memory} or more"
+NO_GPU = "this hub has no GPU"
+#: The refusal when the inventory has no GPU type the slice accepts.
+NO_TYPE_FITS = (
+    "This needs {slice}, and this hub has no such GPU (its GPUs: {known}); pick another "
+    "{what_kind}, or ask a platform admin."
+)
 #: The project kinds, as sentences name them.
 KINDS = ("course", "lab")
 #: The form's texts that are said in the reader's language (hub_config/locale).
@@ -125,6 +139,14 @@ FORM_TEXTS = (
     PROJECT_REASON,
     SEVERAL_GPUS,  # ONE_GPU reads the same in zh-TW
     *KINDS,
+    ANY_GPU,
+    WITH_MEMORY,
+    SHARE_OF,
+    WHOLE_OF,
+    NO_SHARE_FREE_ON,
+    NO_WHOLE_FREE_ON,
+    NO_GPU_WITH,
+    NO_GPU,
 )
 
 
@@ -144,6 +166,37 @@ def hardware_reason(fraction: Fraction, gpu_type: str, known_type: bool) -> Text
     if fraction == 1:
         return Text(ALL_GPUS_TAKEN, gpu_type=gpu_type)
     return Text(NO_NODE_WITH, count=gpu_amount(fraction), gpu_type=gpu_type)
+
+
+def accepted_gpus(types: Sequence[str] | None, min_memory: str | None = None) -> str:
+    """The GPUs a slice accepts: ``V100 or A10``, ``any GPU``, ``any GPU (16 GiB or more)``."""
+    named: str = either(types) if types else Text(ANY_GPU)
+    return Text(WITH_MEMORY, gpus=named, memory=min_memory) if min_memory else named
+
+
+def slice_on(fraction: Fraction, gpus_text: str) -> Text:
+    """``1/4 of V100 or A10``, ``2 GPUs of any GPU (16 GiB or more)``."""
+    if fraction < 1:
+        return Text(SHARE_OF, fraction=gpu_amount(fraction), gpus=gpus_text)
+    return Text(WHOLE_OF, count=gpus(fraction), gpus=gpus_text)
+
+
+def several_types_reason(
+    fraction: Fraction,
+    types: Sequence[str] | None,
+    min_memory: str | None,
+    known_type: bool,
+) -> Text:
+    """Why no slice of this size can start on any of the GPU types a slice accepts
+    (``types``, None: any; ``min_memory`` like ``16 GiB``, or None)."""
+    accepted = accepted_gpus(types, min_memory)
+    if not known_type:
+        if min_memory:
+            return Text(NO_GPU_WITH, gpus=either(types) if types else "GPU", memory=min_memory)
+        return Text(NO_SUCH_GPU, gpu_type=either(types)) if types else Text(NO_GPU)
+    if fraction < 1:
+        return Text(NO_SHARE_FREE_ON, fraction=gpu_amount(fraction), gpus=accepted)
+    return Text(NO_WHOLE_FREE_ON, slice=slice_on(fraction, accepted))
 
 
 def quota_reason(kind: str, quota: Fraction, used: Fraction, need: Fraction) -> Text:
@@ -246,4 +299,5 @@ REFUSAL_TEXTS = (
     *NO_QUOTA_ADVICE.values(),
     *QUOTA_ADVICE.values(),
     *WHAT_KINDS,
+    NO_TYPE_FITS,
 )

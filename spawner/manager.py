@@ -27,6 +27,7 @@ from gpu_fraction.inventory import Inventory, from_nodes, from_nvml
 from gpu_fraction.ledger import RebuildReport, rebuild
 from gpu_fraction.model import Allocation, Owner, SliceRequest, format_gpus
 from gpu_fraction.simulated import simulated
+from gpu_fraction.type_choice import memory_by_type
 
 from . import metrics
 from .agent_samples import AgentSamples
@@ -741,6 +742,12 @@ class GPUSliceManager(SingletonConfigurable):
     async def capacity(self) -> dict[str, dict[Fraction, int]]:
         allocator = await self.ready()
         return allocator.capacity()
+
+    async def memory_by_type(self) -> dict[str, int]:
+        """GPU type -> MiB of its smallest GPU, for slices that accept any type with enough
+        memory (``min_memory``)."""
+        allocator = await self.ready()
+        return memory_by_type(allocator.gpus())
 
 
 def current_manager() -> GPUSliceManager | None:

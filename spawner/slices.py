@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from gpu_fraction import keys
 from gpu_fraction.annotations import to_annotations
 from gpu_fraction.errors import AllocationRefused, InvalidFieldError
 from gpu_fraction.model import Allocation, Owner, SliceRequest
+from gpu_fraction.type_choice import ANY_TYPE, accepted_types, memory_text, request_types
 
 from . import metrics
 from .manager import GPUSliceManager
@@ -58,21 +59,45 @@ class SliceRefused(web.HTTPError):
         return self.jupyterhub_message
 
 
-def decision_from_profile(profile: dict | None, user_options: dict | None = None) -> SliceDecision:
-    """The slice a profile asks for: the chosen choice's block of ``ai_console.gpu_choices``,
-    else its ``ai_console.gpu`` block (none: CPU-only)."""
+def gpu_block_of(profile: dict | None, user_options: dict | None = None) -> dict | None:
+    """The slice block a profile asks for: the chosen choice's block of
+    ``ai_console.gpu_choices``, else its ``ai_console.gpu`` block (None: CPU-only)."""
     ours = (profile or {}).get(PROFILE_KEY) or {}
-    project = ours.get("project", "")
     gpu = ours.get("gpu")
     for option, blocks in (ours.get("gpu_choices") or {}).items():
         choice = chosen((profile or {}).get("profile_options") or {}, option, user_options or {})
         if choice in blocks:
             gpu = blocks[choice]
             break
+    return gpu or None
+
+
+def decision_from_profile(
+    profile: dict | None,
+    user_options: dict | None = None,
+    memory: Mapping[str, int] | None = None,
+) -> SliceDecision:
+    """The slice a profile asks for (:func:`gpu_block_of`). A block names one GPU type
+    (``type``), several (``types``: the allocator chooses) or any (``type: any``);
+    ``min_memory_mib`` keeps the types of ``memory`` (GPU type -> MiB of its smallest GPU)
+    with at least that much, and none left is a :class:`SliceRefused`."""
+    project = ((profile or {}).get(PROFILE_KEY) or {}).get("project", "")
+    gpu = gpu_block_of(profile, user_options)
     if not gpu:
         return SliceDecision(None, project)
+    named = gpu.get("types") or ([] if gpu.get("type") == ANY_TYPE else [gpu["type"]]) or None
+    minimum = gpu.get("min_memory_mib")
+    types = named
+    if minimum is not None:
+        types = accepted_types(named, minimum, memory or {})
+        if not types:
+            what = " or ".join(named) if named else "any GPU"
+            raise SliceRefused(
+                f"This profile needs {what} with {memory_text(minimum)} or more, and this hub "
+                "has none; pick another profile, or ask a platform admin."
+            )
     request = SliceRequest(
-        gpu_type=gpu["type"],
+        **request_types(types),
         fraction=gpu.get("fraction", 1),
         memory_mib=gpu.get("memory_mib"),
         compute_min=gpu.get("compute_min"),
@@ -113,7 +138,11 @@ class GPUSliceMixin(Configurable):
         try:
             if self.slice_policy is not None:
                 return await maybe_future(self.slice_policy(self, profile))
-            return decision_from_profile(profile, self.user_options)
+            block = gpu_block_of(profile, self.user_options)
+            memory = None
+            if block and block.get("min_memory_mib") is not None:
+                memory = await self.slice_manager.memory_by_type()
+            return decision_from_profile(profile, self.user_options, memory)
         except PermissionError as err:
             raise SliceRefused(str(err), 403) from None
         except ValueError as err:  # bad input from the profile or the user's options

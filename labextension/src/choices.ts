@@ -54,10 +54,28 @@ export function isGpuFlavor(flavor: IFlavor | undefined): boolean {
   return !!flavor && flavor.gpu !== null && flavor.gpu_types.length > 0;
 }
 
-/** The GPU type preselected: the one where most jobs could start now. */
+/**
+ * The GPU type value of "Any of them": the job names no type and the hub's
+ * allocator places it on the type where it fits best.
+ */
+export const ANY_GPU_TYPE = '';
+
+/** Whether a job of the flavor may leave the GPU type to the allocator. */
+export function offersAnyGpuType(flavor: IFlavor | undefined): boolean {
+  return (
+    isGpuFlavor(flavor) &&
+    flavor!.gpu!.any_type === true &&
+    flavor!.gpu_types.length > 1
+  );
+}
+
+/**
+ * The GPU type preselected: "Any of them" where the flavor offers it, else
+ * the one where most jobs could start now.
+ */
 export function defaultGpuType(flavor: IFlavor | undefined): string {
-  if (!isGpuFlavor(flavor)) {
-    return '';
+  if (!isGpuFlavor(flavor) || offersAnyGpuType(flavor)) {
+    return ANY_GPU_TYPE;
   }
   let best = flavor!.gpu_types[0];
   for (const type of flavor!.gpu_types) {
@@ -73,16 +91,31 @@ export function availableNow(flavor: IFlavor): number {
   return Object.values(flavor.available).reduce((sum, n) => sum + n, 0);
 }
 
-/** "4 CPU · 16G · 1/4 GPU" */
+/** "4 CPU · 16G · 1/4 GPU", "4 CPU · 16G · 1/4 GPU (16 GiB or more)" */
 export function flavorResources(
   flavor: IFlavor,
   trans: TranslationBundle
 ): string {
   const parts = [trans.__('%1 CPU', flavor.cpu), flavor.memory];
   if (flavor.gpu) {
-    parts.push(trans.__('%1 GPU', flavor.gpu.fraction ?? '1'));
+    const fraction = flavor.gpu.fraction ?? '1';
+    const minimum = flavor.gpu.min_memory_mib;
+    parts.push(
+      minimum
+        ? trans.__('%1 GPU (%2 or more)', fraction, memoryText(minimum))
+        : trans.__('%1 GPU', fraction)
+    );
   }
   return parts.join(' · ');
+}
+
+/** "16 GiB", "1.5 GiB", "512 MiB" */
+export function memoryText(mib: number): string {
+  if (mib < 1024) {
+    return `${mib} MiB`;
+  }
+  const gib = mib / 1024;
+  return `${Number.isInteger(gib) ? gib : gib.toFixed(1)} GiB`;
 }
 
 /** "A100: 3, RTX3090: 0" (jobs that could start now, per GPU type). */
@@ -115,6 +148,64 @@ export function gpuTypeLabel(
   trans: TranslationBundle
 ): string {
   return trans.__('%1 (can start now: %2)', type, flavor.available[type] ?? 0);
+}
+
+/** The option text of "Any of them", with the count over all its types. */
+export function anyGpuTypeLabel(
+  flavor: IFlavor,
+  trans: TranslationBundle
+): string {
+  return trans.__(
+    'Any of them (placed where it fits best; can start now: %1)',
+    availableNow(flavor)
+  );
+}
+
+/** One option of the dialog's GPU type choice. */
+export interface IGpuTypeOption {
+  /** The type sent as `gpu_type`, or ANY_GPU_TYPE (none sent). */
+  value: string;
+  label: string;
+}
+
+/**
+ * The GPU type choices of a flavor: "Any of them" first where the flavor
+ * offers it, then each type with how many jobs could start on it now.
+ */
+export function gpuTypeOptions(
+  flavor: IFlavor,
+  trans: TranslationBundle
+): IGpuTypeOption[] {
+  const types = flavor.gpu_types.map(type => ({
+    value: type,
+    label: gpuTypeLabel(flavor, type, trans)
+  }));
+  if (!offersAnyGpuType(flavor)) {
+    return types;
+  }
+  return [
+    { value: ANY_GPU_TYPE, label: anyGpuTypeLabel(flavor, trans) },
+    ...types
+  ];
+}
+
+/**
+ * The `gpu_type` a job of the flavor sends for the chosen value: none for a
+ * CPU flavor and for "Any of them" (the allocator chooses).
+ */
+export function requestedGpuType(
+  flavor: IFlavor | undefined,
+  chosen: string
+): string | undefined {
+  return isGpuFlavor(flavor) && chosen !== ANY_GPU_TYPE ? chosen : undefined;
+}
+
+/** Whether the flavor needs a GPU type that has not been chosen. */
+export function gpuTypeMissing(
+  flavor: IFlavor | undefined,
+  chosen: string
+): boolean {
+  return isGpuFlavor(flavor) && !offersAnyGpuType(flavor) && !chosen;
 }
 
 /** What the dialog says about where the job can reach the user's storage, or null. */

@@ -11,10 +11,12 @@ import {
   defaultProject,
   flavorLabel,
   flavorsFor,
-  gpuTypeLabel,
+  gpuTypeMissing,
+  gpuTypeOptions,
   imagesFor,
   isGpuFlavor,
   needsProjectChoice,
+  requestedGpuType,
   storageNote
 } from './choices';
 import { Field, inputProps, fieldTestId } from './fields';
@@ -137,7 +139,7 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
             'No flavor is available to this project: ask your course admin.'
           );
     }
-    if (gpu && !gpuType) {
+    if (gpuTypeMissing(selectedFlavor, gpuType)) {
       errors.gpu_type = trans.__('Choose a GPU type.');
     }
   }
@@ -181,8 +183,9 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
     if (project) {
       body.project = project;
     }
-    if (gpu && gpuType) {
-      body.gpu_type = gpuType;
+    const requested = requestedGpuType(selectedFlavor, gpuType);
+    if (requested) {
+      body.gpu_type = requested; // "Any of them" names none: the allocator chooses
     }
     if (image) {
       body.image = image;
@@ -313,9 +316,9 @@ export function RunAsJobForm(props: IRunAsJobFormProps): JSX.Element {
               setGpuType(event.target.value);
             }}
           >
-            {selectedFlavor.gpu_types.map(type => (
-              <option key={type} value={type}>
-                {gpuTypeLabel(selectedFlavor, type, trans)}
+            {gpuTypeOptions(selectedFlavor, trans).map(option => (
+              <option key={option.value} value={option.value}>
+                {option.label}
               </option>
             ))}
           </select>

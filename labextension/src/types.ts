@@ -55,9 +55,17 @@ export interface IFlavor {
   cpu: number;
   /** Memory guaranteed, e.g. `16G`. */
   memory: string;
-  /** null: CPU only. */
-  gpu: { fraction?: string } | null;
-  /** GPU types this flavor may run on (empty for CPU only). */
+  /**
+   * null: CPU only. `any_type`: the flavor accepts several GPU types (or any),
+   * so a job may name none and the allocator chooses; `min_memory_mib`: only
+   * GPU types with at least this much memory.
+   */
+  gpu: {
+    fraction?: string;
+    any_type?: boolean;
+    min_memory_mib?: number;
+  } | null;
+  /** GPU types a job of this flavor may name (empty for CPU only). */
   gpu_types: string[];
   /** The user's projects that may use this flavor. */
   projects: string[];

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 
 import {
+  ANY_GPU_TYPE,
+  anyGpuTypeLabel,
   availableNow,
   defaultGpuType,
   defaultImage,
@@ -10,9 +12,14 @@ import {
   flavorResources,
   flavorsFor,
   gpuTypeLabel,
+  gpuTypeMissing,
+  gpuTypeOptions,
   imagesFor,
   isGpuFlavor,
+  memoryText,
   needsProjectChoice,
+  offersAnyGpuType,
+  requestedGpuType,
   storageNote
 } from '../src/choices';
 import type { IChoices, IFlavor, IImage } from '../src/types';
@@ -38,6 +45,18 @@ const whole: IFlavor = {
   gpu_types: ['RTX3090', 'A100'],
   projects: ['vision'],
   available: { RTX3090: 1, A100: 2 }
+};
+
+/** A flavor of two types a job may leave to the allocator (types: [...]). */
+const either: IFlavor = {
+  name: '4C-16G-1/2GPU',
+  display_name: 'Half of any big GPU',
+  cpu: 4,
+  memory: '16G',
+  gpu: { fraction: '1/2', any_type: true, min_memory_mib: 16384 },
+  gpu_types: ['V100', 'A10'],
+  projects: ['vision'],
+  available: { V100: 1, A10: 2 }
 };
 
 const cpuOnly: IFlavor = {
@@ -178,6 +197,61 @@ describe('GPU types', () => {
   it('preselects no GPU type for a CPU flavor', () => {
     expect(defaultGpuType(cpuOnly)).toBe('');
     expect(defaultGpuType(undefined)).toBe('');
+  });
+});
+
+describe('any of the GPU types', () => {
+  it('is offered, and preselected, when a job may name no type', () => {
+    expect(offersAnyGpuType(either)).toBe(true);
+    expect(defaultGpuType(either)).toBe(ANY_GPU_TYPE);
+    expect(anyGpuTypeLabel(either, trans)).toBe(
+      'Any of them (placed where it fits best; can start now: 3)'
+    );
+  });
+
+  it('is not offered for one type, a CPU flavor or a hub that does not take it', () => {
+    expect(offersAnyGpuType({ ...either, gpu_types: ['A10'] })).toBe(false);
+    expect(defaultGpuType({ ...either, gpu_types: ['A10'] })).toBe('A10');
+    expect(offersAnyGpuType(cpuOnly)).toBe(false);
+    expect(offersAnyGpuType(undefined)).toBe(false);
+    // An older hub sends no any_type: a type must be picked, as before.
+    expect(offersAnyGpuType(quarter)).toBe(false);
+    expect(defaultGpuType(quarter)).toBe('A100');
+  });
+
+  it('comes first in the GPU type choice, and sends no type', () => {
+    expect(gpuTypeOptions(either, trans)).toEqual([
+      {
+        value: ANY_GPU_TYPE,
+        label: 'Any of them (placed where it fits best; can start now: 3)'
+      },
+      { value: 'V100', label: 'V100 (can start now: 1)' },
+      { value: 'A10', label: 'A10 (can start now: 2)' }
+    ]);
+    expect(requestedGpuType(either, ANY_GPU_TYPE)).toBeUndefined();
+    expect(requestedGpuType(either, 'A10')).toBe('A10');
+    expect(gpuTypeMissing(either, ANY_GPU_TYPE)).toBe(false);
+  });
+
+  it('is not a choice where the flavor takes one type or the hub wants one', () => {
+    expect(gpuTypeOptions(quarter, trans).map(o => o.value)).toEqual([
+      'A100',
+      'RTX3090'
+    ]);
+    expect(gpuTypeMissing(quarter, '')).toBe(true);
+    expect(gpuTypeMissing(quarter, 'A100')).toBe(false);
+    expect(requestedGpuType(quarter, 'A100')).toBe('A100');
+    expect(requestedGpuType(cpuOnly, '')).toBeUndefined();
+    expect(gpuTypeMissing(cpuOnly, '')).toBe(false);
+  });
+
+  it('names the least GPU memory of the flavor', () => {
+    expect(flavorResources(either, trans)).toBe(
+      '4 CPU · 16G · 1/2 GPU (16 GiB or more)'
+    );
+    expect(memoryText(16384)).toBe('16 GiB');
+    expect(memoryText(1536)).toBe('1.5 GiB');
+    expect(memoryText(512)).toBe('512 MiB');
   });
 });
 

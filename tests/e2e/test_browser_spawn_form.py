@@ -19,6 +19,7 @@ from .conftest import PASSWORD, LocalHub
 from .hubclient import HubClient
 
 HALF, QUARTER, A100 = "pytorch-half-3090", "pytorch-quarter-3090", "pytorch-a100"
+ANY_GPU = "pytorch-any-gpu"
 #: Longer than a few polls of the form (every 5 s).
 LIVE = 30_000
 
@@ -65,6 +66,10 @@ def test_the_spawn_form_shows_what_a_student_could_start_and_keeps_it_current(
             ["Intro to Deep Learning · 1 free now", "Computer Vision Lab · 2 free now"]
         )
         expect(profile(page, A100).locator(".ai-console-note")).to_have_text("1 free now")
+        # A profile of two GPU types says so, and counts the halves free on both.
+        either = profile(page, ANY_GPU)
+        expect(either.locator(".ai-console-slice")).to_have_text("1/2 of RTX3090 or A100")
+        expect(either.locator(".ai-console-note")).to_have_text("4 free now")
         screenshot(page, "spawn-form-counts")
 
         # While the page stays open, a lab member takes the A100 and a classmate a quarter.
@@ -75,6 +80,8 @@ def test_the_spawn_form_shows_what_a_student_could_start_and_keeps_it_current(
             "none free now: all A100 GPUs are taken"
         )
         expect(profile(page, QUARTER).locator(".ai-console-note")).to_have_text("1 free now")
+        # Only the RTX3090's free half is left of "RTX3090 or A100".
+        expect(either.locator(".ai-console-note")).to_have_text("1 free now")
         course = select.locator('option[value="cs101"]')
         expect(course).to_have_text(
             "Intro to Deep Learning · none free now: course quota used: 1/4 of 1/2 GPU"
@@ -94,6 +101,9 @@ def test_the_spawn_form_shows_what_a_student_could_start_and_keeps_it_current(
             "目前無可用：所有 A100 GPU 都已被使用"
         )
         expect(profile(chinese, QUARTER).locator(".ai-console-note")).to_have_text("目前可用 1 個")
+        expect(profile(chinese, ANY_GPU).locator(".ai-console-slice")).to_have_text(
+            "RTX3090 或 A100 的 1/2"
+        )
         half = profile(chinese, HALF).locator('option[value="cs101"]')
         expect(half).to_have_text(
             "Intro to Deep Learning · 目前無可用：課程配額已用 1/2 GPU 中的 1/4"

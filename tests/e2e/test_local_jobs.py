@@ -311,3 +311,30 @@ def test_jobs_survive_the_users_server_and_a_hub_restart(jobs_hub: LocalHub, stu
         Path(again.home / done["snapshot_path"]).with_name("status.json").read_text()
     )
     assert status["state"] == "completed"
+
+
+def test_a_job_of_a_flavor_with_two_types_runs_where_the_allocator_places_it(jobs_hub: LocalHub):
+    researcher = LabUser(jobs_hub, "researcher").start_server()
+    flavors = {f["name"]: f for f in researcher.call("GET", "flavors").json()["flavors"]}
+    whole = flavors["8C-32G-1GPU"]
+    assert whole["gpu_types"] == ["RTX3090", "A100"] and whole["gpu"]["any_type"] is True
+    researcher.write(
+        "any.ipynb",
+        notebook("import os, time; print('on', os.environ['AI_CONSOLE_GPU_TYPE']); time.sleep(3)"),
+    )
+    # No GPU type: any of the flavor's. The hub has one GPU of each, so the second job goes to
+    # the type the first left free, and each record names the type it got.
+    jobs = [researcher.submit("any.ipynb", flavor="8C-32G-1GPU") for _ in range(2)]
+    assert [r.status_code for r in jobs] == [201, 201], [r.text for r in jobs]
+    jobs = [r.json() for r in jobs]
+    assert {j["gpu_type"] for j in jobs} == {"RTX3090", "A100"}
+    assert all(j["gpu_slice"]["gpu_type"] == j["gpu_type"] for j in jobs)
+    # Both GPUs are held now: a third is refused for want of a GPU, not for its missing type.
+    full = researcher.submit("any.ipynb", flavor="8C-32G-1GPU")
+    assert full.status_code == 409 and full.json()["field"] == "gpu_type", full.text
+    for job in jobs:
+        done = researcher.wait(job["job_id"])
+        assert done["status"] == "COMPLETED", done
+        log = researcher.call("GET", f"jobs/{job['job_id']}/log").text
+        assert f"on {job['gpu_type']}" in log
+    assert allocations(jobs_hub) == []

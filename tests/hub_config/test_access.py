@@ -24,7 +24,7 @@ from hub_config.model import AiConsoleConfig, Settings
 CONFIG = load_config(EXAMPLE)
 ALL = [p.slug for p in CONFIG.profiles]
 COURSE = ["cpu-only", "pytorch-quarter-3090", "pytorch-half-3090", "tensorflow-quarter-3090"]
-LAB = ["cpu-only", "pytorch-half-3090", "pytorch-a100"]
+LAB = ["cpu-only", "pytorch-half-3090", "pytorch-a100", "pytorch-any-gpu"]
 
 
 def nothing_in_use(project: str) -> Fraction:

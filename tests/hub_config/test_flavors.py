@@ -6,10 +6,11 @@ from fractions import Fraction
 
 import pytest
 
+from gpu_fraction.errors import AllocationRefused
 from hub_config.access import JobRefused, check_job, flavors_for
 from hub_config.loader import EXAMPLE, load_config
 
-from .test_loader import errors_of, example
+from .test_loader import errors_of, example, write
 
 CONFIG = load_config(EXAMPLE)
 
@@ -31,14 +32,14 @@ def test_projects_limit_their_flavors():
     student = [f.name for f, _ in flavors_for(CONFIG, "student1", [])]
     assert student == ["2C-4G", "4C-16G-1/4GPU"]  # cs101 lists its flavors
     researcher = [f.name for f, _ in flavors_for(CONFIG, "researcher", [])]
-    assert researcher == ["2C-4G", "4C-16G-1/4GPU", "12C-24G-1GPU"]  # no list: all
+    assert researcher == ["2C-4G", "4C-16G-1/4GPU", "12C-24G-1GPU", "8C-32G-1/2GPU-40G"]
     assert flavors_for(CONFIG, "stranger", []) == []  # jobs are always charged to a project
 
 
 @pytest.mark.parametrize(
     ("change", "where", "words"),
     [
-        (lambda d: d["flavors"].append(dict(d["flavors"][0])), "flavors[3].name", "already used"),
+        (lambda d: d["flavors"].append(dict(d["flavors"][0])), "flavors[4].name", "already used"),
         (lambda d: d["flavors"][1]["gpu"].update(type="RTX3090"), "flavors[1].gpu", "not both"),
         (lambda d: d["flavors"][1]["gpu"].pop("types"), "flavors[1].gpu", "not neither"),
         (
@@ -74,8 +75,8 @@ def test_flavor_mistakes_name_the_field(tmp_path, change, where, words):
         ("student1", {"flavor": "nope"}, "flavor", "There is no flavor 'nope'"),
         ("student1", {"flavor": "12C-24G-1GPU"}, "flavor", "not offered"),
         ("student1", {"flavor": "2C-4G", "project": "vision-lab"}, "project", "cannot be charged"),
-        ("researcher", {"flavor": "12C-24G-1GPU"}, "gpu_type", "RTX3090, A100"),
         ("researcher", {"flavor": "12C-24G-1GPU", "gpu_type": "V100"}, "gpu_type", "pick one"),
+        ("researcher", {"flavor": "12C-24G-1GPU", "gpu_type": "V100"}, "gpu_type", "any of them"),
         ("researcher", {"flavor": "2C-4G", "gpu_type": "A100"}, "gpu_type", "has no GPU"),
         ("researcher", {"flavor": "2C-4G", "image": "tensorflow"}, "image", "does not offer"),
         ("student1", {"flavor": {"$ne": 1}}, "flavor", "by its name"),
@@ -100,3 +101,36 @@ def test_jobs_count_against_the_project_quota():
     assert "pick a smaller flavor" in info.value.reason
     # A CPU flavor is never refused for GPU quota.
     assert check_job(CONFIG, "student1", [], {"flavor": "2C-4G"}, busy).gpu_type is None
+
+
+def test_a_job_of_a_flavor_with_several_types_may_leave_the_type_to_the_allocator():
+    decision = check_job(CONFIG, "researcher", [], {"flavor": "12C-24G-1GPU"}, nothing)
+    assert decision.gpu_type is None  # any of RTX3090, A100
+    request = decision.flavor.slice_request(decision.gpu_type)
+    assert request.gpu_type is None and request.allowed_types == {"RTX3090", "A100"}
+    named = check_job(
+        CONFIG, "researcher", [], {"flavor": "12C-24G-1GPU", "gpu_type": "A100"}, nothing
+    )
+    assert named.flavor.slice_request(named.gpu_type).gpu_type == "A100"
+
+
+def test_a_flavor_of_any_type_with_min_memory_names_the_types_that_fit(tmp_path):
+    data = example()
+    data["flavors"][3]["gpu"]["min_memory"] = "16GiB"
+    config = load_config(write(tmp_path, data))
+    flavor = config.flavor("8C-32G-1/2GPU-40G")
+    assert flavor.gpu.gpu_types is None and flavor.gpu.min_memory_mib == 16384
+    memory = {"T4": 15360, "V100": 16384, "A100": 40960}
+    assert flavor.slice_request(None, memory).allowed_types == {"V100", "A100"}
+    # Any type may be named; whether it fits is the allocator's (and min_memory's) to say.
+    decision = check_job(
+        config, "researcher", [], {"flavor": "8C-32G-1/2GPU-40G", "gpu_type": "T4"}, nothing
+    )
+    with pytest.raises(AllocationRefused) as info:
+        flavor.slice_request(decision.gpu_type, memory)
+    assert "1/2 of T4 (16 GiB or more)" in info.value.reason
+    assert "pick another flavor" in info.value.reason
+    with pytest.raises(JobRefused):
+        check_job(
+            config, "researcher", [], {"flavor": "8C-32G-1/2GPU-40G", "gpu_type": "a b"}, nothing
+        )

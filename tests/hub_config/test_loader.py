@@ -11,6 +11,7 @@ import jsonschema
 import pytest
 import yaml
 
+from gpu_fraction.errors import AllocationRefused
 from hub_config.loader import EXAMPLE, ConfigError, derive_slug, load_config, parse_config
 from hub_config.schema import SCHEMA
 
@@ -62,6 +63,13 @@ def test_example_loads() -> None:
     assert tf is not None and tf.gpu is not None and tf.gpu.fraction == Fraction(1, 4)  # 0.25
     a100 = config.profile("pytorch-a100")
     assert a100 is not None and a100.projects == ("vision-lab",)
+    # Several GPU types, or any with a least amount of memory (a choice of the profile).
+    anyone = config.profile("pytorch-any-gpu")
+    assert anyone is not None and anyone.gpu.gpu_types == ("RTX3090", "A100")
+    large = anyone.gpu_for({"size": "large-memory"})
+    assert large.gpu_types is None and large.min_memory_mib == 40 * 1024
+    flavor = config.flavor("8C-32G-1/2GPU-40G")
+    assert flavor.gpu.gpu_types is None and flavor.gpu.min_memory_mib == 40 * 1024
 
 
 def test_example_matches_schema_and_every_property_is_documented() -> None:
@@ -241,6 +249,104 @@ def test_gpu_numbers(tmp_path: Path) -> None:
     assert f"profiles[{i}].gpu.memory_mib: whole-GPU requests get all of each GPU's memory" in (
         message
     )
+
+
+def test_gpu_blocks_accept_several_types_or_any_with_a_minimum_of_memory(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["gpu"] = {"fraction": "1/4", "types": ["V100", "A10"]}
+    data["profiles"][2]["gpu"] = {"fraction": "1/4", "type": "any", "min_memory": "16GiB"}
+    i = profile_index(data, "pytorch-a100")
+    choices = data["profiles"][i]["profile_options"]["storage"]["choices"]
+    choices["large"]["gpu"] = {"fraction": 1, "type": "any"}
+    config = load_config(write(tmp_path, data))
+    several, anything = config.profiles[1].gpu, config.profiles[2].gpu
+    assert several is not None and several.gpu_types == ("V100", "A10")
+    assert several.gpu_type is None and several.min_memory_mib is None
+    request = config.profiles[1].slice_request()
+    assert request is not None and request.gpu_type is None
+    assert request.allowed_types == {"V100", "A10"}
+    assert anything is not None and anything.gpu_types is None
+    assert anything.min_memory_mib == 16 * 1024
+    assert config.profiles[i].gpu_choices["storage"]["large"].gpu_types is None
+    # One type, as before.
+    assert config.profile("pytorch-a100").gpu.gpu_types == ("A100",)
+    # min_memory is resolved against the GPUs the allocator knows when the request is made.
+    memory = {"T4": 15360, "V100": 16384, "A10": 24576}
+    assert anything.slice_request(memory).allowed_types == {"V100", "A10"}
+    assert anything.slice_request({"T4": 15360, "A10": 24576}).gpu_type == "A10"
+    with pytest.raises(ValueError, match="needs the GPU inventory"):
+        anything.slice_request()
+    with pytest.raises(AllocationRefused) as info:
+        anything.slice_request({"T4": 15360})
+    assert info.value.reason == (
+        "This needs 1/4 of any GPU (16 GiB or more), and this hub has no such GPU (its GPUs: "
+        "T4 15 GiB); pick another profile, or ask a platform admin."
+    )
+    assert str(several.describe()) == "1/4 of V100 or A10"
+    assert as_dicts(config) == [
+        {"fraction": "1/4", "types": ["V100", "A10"]},
+        {"fraction": "1/4", "type": "any", "min_memory_mib": 16384},
+    ]
+
+
+def as_dicts(config: Any) -> list[dict]:
+    return [config.profiles[1].gpu.as_dict(), config.profiles[2].gpu.as_dict()]
+
+
+@pytest.mark.parametrize("spelling", ["16GiB", "16Gi", "16G", "16GB", "16384M", 16 << 30])
+def test_min_memory_spellings(tmp_path: Path, spelling: Any) -> None:
+    data = example()
+    data["profiles"][1]["gpu"] = {"fraction": "1/4", "type": "any", "min_memory": spelling}
+    assert load_config(write(tmp_path, data)).profiles[1].gpu.min_memory_mib == 16384
+
+
+@pytest.mark.parametrize(
+    ("gpu", "where", "words"),
+    [
+        ({"fraction": "1/4", "types": []}, "gpu.types", "a non-empty list of GPU types"),
+        (
+            {"fraction": "1/4", "types": ["V100", "A10", "V100"]},
+            "gpu.types[2]",
+            "V100 is already listed as types[0]; list each once",
+        ),
+        (
+            {"fraction": "1/4", "type": "V100", "types": ["A10"]},
+            "gpu",
+            "not both and not neither",
+        ),
+        ({"fraction": "1/4"}, "gpu", "not both and not neither"),
+        ({"fraction": "1/4", "types": ["any"]}, "gpu.types[0]", "write type: any"),
+        ({"fraction": "1/4", "types": ["V 100"]}, "gpu.types[0]", "a GPU type is 1-63"),
+        ({"fraction": "1/4", "types": "V100"}, "gpu.types", "a non-empty list of GPU types"),
+        ({"fraction": "1/4", "type": "any", "min_memory": "lots"}, "gpu.min_memory", "16GiB"),
+        ({"fraction": "1/4", "type": "any", "min_memory": "0.1K"}, "gpu.min_memory", "1Mi"),
+        ({"fraction": "1/4", "type": "any", "min_memory": "4Ti"}, "gpu.min_memory", "2Ti"),
+        ({"fraction": "1/4", "type": "any", "min_mem": "16Gi"}, "gpu.min_mem", "unknown key"),
+        (
+            {"fraction": "1/4", "type": "any", "min_memory": "16GiB", "memory_mib": 20000},
+            "gpu.memory_mib",
+            "20000 MiB is more than min_memory (16384 MiB)",
+        ),
+    ],
+)
+def test_gpu_type_mistakes_name_the_field(
+    tmp_path: Path, gpu: dict, where: str, words: str
+) -> None:
+    data = example()
+    data["profiles"][1]["gpu"] = gpu
+    message = errors_of(tmp_path, data)
+    assert f": profiles[1].{where}: " in message and words in message, message
+    # The same rules in a flavor's gpu block.
+    data = example()
+    data["flavors"][2]["gpu"] = gpu
+    message = errors_of(tmp_path, data)
+    assert f": flavors[2].{where}: " in message and words in message, message
+
+
+def test_a_whole_gpu_of_any_type_with_min_memory_loads(tmp_path: Path) -> None:
+    data = example()
+    data["profiles"][1]["gpu"] = {"fraction": 1, "type": "any", "min_memory": "16GiB"}
+    assert load_config(write(tmp_path, data)).profiles[1].gpu.min_memory_mib == 16384
 
 
 # --- references between sections -------------------------------------------------------------

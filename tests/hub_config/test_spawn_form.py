@@ -15,10 +15,12 @@ import pytest
 from jupyterhub import scopes
 from jupyterhub.app import JupyterHub
 
+from hub_config import spawn_texts as texts
 from hub_config.access import SpawnRefused, check_spawn, kubespawner_profile_list, profiles_for
 from hub_config.availability import availability_for
 from hub_config.loader import EXAMPLE, load_config
-from hub_config.model import AiConsoleConfig, Settings
+from hub_config.model import AiConsoleConfig, GpuBlock, Settings
+from hub_config.page_texts import translator
 from hub_config.roles import SCOPE_SPAWN_OPTIONS, load_roles
 from hub_config.spawn_form import render_spawn_form
 from hub_config.spawn_texts import gpu_amount, gpus
@@ -407,6 +409,47 @@ def test_several_projects_refusal_tells_a_platform_admin_the_setting() -> None:
         'Vision Lab; choose one under "Charged to" in the spawn form. '
         f"settings.default_project in {EXAMPLE} picks one when a spawn names none."
     )
+
+
+def several_types_config(gpu: GpuBlock) -> AiConsoleConfig:
+    """The example with the quarter profile on ``gpu`` instead of one RTX3090 type."""
+    profiles = tuple(replace(p, gpu=gpu) if p.slug == QUARTER else p for p in CONFIG.profiles)
+    return replace(CONFIG, profiles=profiles)
+
+
+def test_a_profile_of_several_types_counts_them_all_and_says_so() -> None:
+    gpu = GpuBlock(Fraction(1, 4), ("V100", "A10"))
+    config = several_types_config(gpu)
+    capacity = {"V100": {Fraction(1, 4): 0}, "A10": {Fraction(1, 4): 3}, "T4": {Fraction(1, 4): 9}}
+    spot = spots(config, capacity=capacity)[QUARTER]
+    assert (spot.free, spot.note, spot.slice) == (3, "3 free now", "1/4 of V100 or A10")
+    assert spot.as_dict()["slice"] == "1/4 of V100 or A10"
+    none = spots(config, capacity={**capacity, "A10": {Fraction(1, 4): 0}})[QUARTER]
+    assert none.disabled and none.note == "none free now: no 1/4 slice is free on V100 or A10"
+    missing = spots(config, capacity={"T4": {Fraction(1, 4): 9}})[QUARTER]
+    assert missing.note == "none free now: this hub has no V100 or A10 GPU"
+    form = render_spawn_form([spot], "student1", {})
+    assert '<p class="ai-console-slice">1/4 of V100 or A10</p>' in form
+    zh = translator("zh-TW")
+    assert texts.say(spot.slice, zh) == "V100 或 A10 的 1/4"
+    assert texts.say(none.note, zh) == "目前無可用：V100 或 A10 沒有可用的 1/4 切片"
+
+
+def test_any_gpu_with_enough_memory_counts_the_types_that_have_it() -> None:
+    gpu = GpuBlock(Fraction(1, 4), None, min_memory_mib=16 * 1024)
+    config = several_types_config(gpu)
+    capacity = {t: {Fraction(1, 4): 2} for t in ("T4", "V100", "A10")}
+    memory = {"T4": 15360, "V100": 16384, "A10": 24576}
+    found = availability_for(config, "student1", [], capacity, using(), None, memory)
+    spot = next(s for s in found if s.profile.slug == QUARTER)
+    assert (spot.free, spot.slice) == (4, "1/4 of any GPU (16 GiB or more)")  # not the T4s
+    zh = translator("zh-TW")
+    assert texts.say(spot.slice, zh) == "任一 GPU（16 GiB 以上） 的 1/4"
+    small = availability_for(config, "student1", [], capacity, using(), None, {"T4": 15360})
+    spot = next(s for s in small if s.profile.slug == QUARTER)
+    assert spot.note == "none free now: this hub has no GPU with 16 GiB or more"
+    # One named type reads as before, with no slice line (the profile's name says it).
+    assert spots()[QUARTER].slice == ""
 
 
 def test_gpu_amounts_are_exact_fractions() -> None:
