@@ -27,7 +27,7 @@ import heapq
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -424,50 +424,160 @@ class Allocator:
     def adopt(self, allocation: Allocation, committed: bool = True) -> Allocation:
         """Take over an allocation made earlier (read back from a pod by the ledger).
 
-        Raises :class:`AllocationRefused` naming the reason when it cannot be held: unknown GPU,
-        wrong node, already held, or over capacity together with what is already held.
+        Raises :class:`AllocationRefused` naming the reason when it cannot be held: unknown GPU
+        or node, wrong node, already held, or over capacity together with what is already held.
+        A CPU-only allocation (:meth:`Allocation.cpu_only`) holds CPU and memory of its node.
         """
         with self._lock:
-            records = self._records
-            if allocation.id in records:
+            if allocation.id in self._records:
                 raise AllocationRefused(f"allocation {allocation.id} is already held")
-            entries = []
-            gpus = self._gpus
-            for uuid in allocation.gpu_uuids:
-                entry = gpus.get(uuid)
-                if entry is None:
-                    raise AllocationRefused(f"GPU {uuid} is not in the inventory")
-                if entry.gpu.node != allocation.node:
-                    raise AllocationRefused(
-                        f"GPU {uuid} is on node {entry.gpu.node}, not {allocation.node}"
-                    )
-                if entry.free_mem < allocation.memory_mib:
-                    raise AllocationRefused(
-                        f"GPU {uuid} has {entry.free_mem} MiB free, the slice needs "
-                        f"{allocation.memory_mib} MiB"
-                    )
-                if entry.free_compute < allocation.compute_min:
-                    raise AllocationRefused(
-                        f"GPU {uuid} has {entry.free_compute}% compute free, the slice "
-                        f"needs {allocation.compute_min}%"
-                    )
-                entries.append(entry)
-            cpu, memory = allocation.cpu_millis, allocation.host_memory_mib
-            if (cpu or memory) and not self._node_has_room(allocation.node, cpu, memory):
-                raise AllocationRefused(
-                    f"node {allocation.node} lacks CPU or memory for this pod's requests"
-                )
-            pools, consume = self._pools, self._consume
-            for entry in entries:
-                consume(
-                    pools[entry.gpu.gpu_type], entry, allocation.memory_mib, allocation.compute_min
-                )
-            self._charge_node(allocation.node, cpu, memory)
+            self._hold(allocation, self._adoptable(allocation))
             deadline = None if committed else self._clock() + self.reservation_ttl
-            records[allocation.id] = _Record(allocation, committed, deadline)
+            self._records[allocation.id] = _Record(allocation, committed, deadline)
             if deadline is not None:
                 heapq.heappush(self._expiry, (deadline, allocation.id))
             return allocation
+
+    def adopt_many(
+        self, allocations: Sequence[Allocation], committed: bool = True
+    ) -> list[str | None]:
+        """:meth:`adopt` each allocation in turn, with the same outcome: for each, None when it
+        is held, else why it was refused (an earlier one wins a GPU or node both ask for).
+
+        Made for :func:`gpu_fraction.ledger.rebuild` (tens of thousands at a hub's start):
+        allocations only compete with those on their own node, so a node whose allocations
+        all fit together takes them at once, each GPU moved to its final free state in one
+        step; only a node where something is refused is taken one allocation at a time.
+        """
+        with self._lock:
+            records = self._records
+            results: list[str | None] = [None] * len(allocations)
+            ids = {a.id for a in allocations}
+            if len(ids) < len(allocations) or (records and not ids.isdisjoint(records)):
+                # The same id twice: which one is held depends on all that came before.
+                for i, allocation in enumerate(allocations):
+                    try:
+                        self.adopt(allocation, committed)
+                    except AllocationRefused as err:
+                        results[i] = err.reason
+                return results
+            by_node: dict[str, list[Allocation]] = {}
+            for allocation in allocations:
+                members = by_node.get(allocation.node)
+                if members is None:
+                    by_node[allocation.node] = [allocation]
+                else:
+                    members.append(allocation)
+            refused: dict[str, str] = {}
+            for node, members in by_node.items():
+                if not self._hold_together(node, members):
+                    for allocation in members:
+                        try:
+                            self._hold(allocation, self._adoptable(allocation))
+                        except AllocationRefused as err:
+                            refused[allocation.id] = err.reason
+            deadline = None if committed else self._clock() + self.reservation_ttl
+            for i, allocation in enumerate(allocations):
+                reason = refused.get(allocation.id) if refused else None
+                if reason is not None:
+                    results[i] = reason
+                    continue
+                records[allocation.id] = _Record(allocation, committed, deadline)
+                if deadline is not None:
+                    heapq.heappush(self._expiry, (deadline, allocation.id))
+            return results
+
+    def _hold_together(self, node: str, allocations: list[Allocation]) -> bool:
+        """Take every allocation of one node at once if they all fit together (and nothing
+        about them would be refused); False, with nothing taken, otherwise."""
+        gpus = self._gpus
+        use: dict[str, list[int]] = {}  # GPU UUID -> [MiB, compute %, slices]
+        cpu = memory = 0
+        for allocation in allocations:
+            cpu += allocation.cpu_millis
+            memory += allocation.host_memory_mib
+            uuids = allocation.gpu_uuids
+            if not uuids:
+                if node not in self._nodes and node not in self._node_pools:
+                    return False
+                continue
+            mib, compute = allocation.memory_mib, allocation.compute_min
+            if mib < 1 or compute < 0 or (len(uuids) > 1 and len(set(uuids)) < len(uuids)):
+                return False
+            for uuid in uuids:
+                used = use.get(uuid)
+                if used is None:
+                    use[uuid] = [mib, compute, 1]
+                else:
+                    used[0] += mib
+                    used[1] += compute
+                    used[2] += 1
+        if cpu < 0 or memory < 0:
+            return False
+        if (cpu or memory) and not self._node_has_room(node, cpu, memory):
+            return False
+        entries = []
+        for uuid, (mib, compute, _) in use.items():
+            entry = gpus.get(uuid)
+            if (
+                entry is None
+                or entry.gpu.node != node
+                or entry.free_mem < mib
+                or entry.free_compute < compute
+            ):
+                return False
+            entries.append(entry)
+        pools, consume = self._pools, self._consume
+        for entry, (mib, compute, count) in zip(entries, use.values(), strict=True):
+            consume(pools[entry.gpu.gpu_type], entry, mib, compute, count)
+        self._charge_node(node, cpu, memory)
+        return True
+
+    def _adoptable(self, allocation: Allocation) -> list[_Gpu]:
+        """The GPU entries an allocation read back from a pod would take; raises
+        :class:`AllocationRefused` when it cannot be held together with what is held now."""
+        entries = []
+        gpus = self._gpus
+        uuids = allocation.gpu_uuids
+        if len(uuids) > 1 and len(set(uuids)) < len(uuids):
+            raise AllocationRefused(f"allocation {allocation.id} names one GPU twice")
+        node = allocation.node
+        if not uuids and node not in self._nodes and node not in self._node_pools:
+            raise AllocationRefused(
+                f"node {allocation.node} is not one of the nodes the allocator manages"
+            )
+        for uuid in uuids:
+            entry = gpus.get(uuid)
+            if entry is None:
+                raise AllocationRefused(f"GPU {uuid} is not in the inventory")
+            if entry.gpu.node != allocation.node:
+                raise AllocationRefused(
+                    f"GPU {uuid} is on node {entry.gpu.node}, not {allocation.node}"
+                )
+            if entry.free_mem < allocation.memory_mib:
+                raise AllocationRefused(
+                    f"GPU {uuid} has {entry.free_mem} MiB free, the slice needs "
+                    f"{allocation.memory_mib} MiB"
+                )
+            if entry.free_compute < allocation.compute_min:
+                raise AllocationRefused(
+                    f"GPU {uuid} has {entry.free_compute}% compute free, the slice "
+                    f"needs {allocation.compute_min}%"
+                )
+            entries.append(entry)
+        cpu, memory = allocation.cpu_millis, allocation.host_memory_mib
+        if (cpu or memory) and not self._node_has_room(allocation.node, cpu, memory):
+            raise AllocationRefused(
+                f"node {allocation.node} lacks CPU or memory for this pod's requests"
+            )
+        return entries
+
+    def _hold(self, allocation: Allocation, entries: list[_Gpu]) -> None:
+        """Take what :meth:`_adoptable` found (no record made)."""
+        pools, consume = self._pools, self._consume
+        for entry in entries:
+            consume(pools[entry.gpu.gpu_type], entry, allocation.memory_mib, allocation.compute_min)
+        self._charge_node(allocation.node, allocation.cpu_millis, allocation.host_memory_mib)
 
     def observe_pod(self, node: str, pod_uid: str, cpu_millis: int, memory_mib: int) -> bool:
         """Count the CPU and memory requests of a pod the allocator did not place (a pod
@@ -1109,8 +1219,11 @@ class Allocator:
             self._consume(pools[entry.gpu.gpu_type], entry, memory, compute)
         self._charge_node(allocation.node, -allocation.cpu_millis, -allocation.host_memory_mib)
 
-    def _consume(self, pool: _TypePool, entry: _Gpu, memory: int, compute: int) -> None:
-        """Move a GPU to its new free state (negative amounts give capacity back)."""
+    def _consume(
+        self, pool: _TypePool, entry: _Gpu, memory: int, compute: int, count: int = 1
+    ) -> None:
+        """Move a GPU to its new free state (negative amounts give capacity back) as ``count``
+        slices take (or give back) ``memory`` and ``compute`` together."""
         gpu = entry.gpu
         if pool.frag:
             pool.frag.pop(gpu.node, None)
@@ -1138,7 +1251,7 @@ class Allocator:
         else:
             members[uuid] = entry
         slices = entry.slices
-        after = entry.slices = slices + (1 if memory >= 0 else -1)
+        after = entry.slices = slices + (count if memory >= 0 else -count)
         if not slices or not after:  # it was or is now fully free
             self._mark_free(pool, entry, not after)
 

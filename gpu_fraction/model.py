@@ -160,6 +160,19 @@ class Owner:
     name: str = ""
 
     def __post_init__(self) -> None:
+        # One test for the usual case (a hub restart builds an owner per pod), then the
+        # checks one by one to say what is wrong.
+        user, project, name = self.user, self.project, self.name
+        if (
+            type(user) is str
+            and type(project) is str
+            and type(name) is str
+            and 0 < len(user) <= MAX_USER
+            and len(project) <= MAX_PROJECT
+            and len(name) <= MAX_NAME
+            and self.kind in OWNER_KINDS
+        ):
+            return
         if self.kind not in OWNER_KINDS:
             raise InvalidRequestError(
                 "owner.kind", f"must be one of {', '.join(OWNER_KINDS)}, got {self.kind!r}"
