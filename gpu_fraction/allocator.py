@@ -272,8 +272,11 @@ class Allocator:
             raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
         with self._lock:
             now = self._clock()
-            self._expire_locked(now)
-            pools = self._pools_for(request)
+            expiry = self._expiry
+            if expiry and expiry[0][0] <= now:
+                self._expire_locked(now)
+            pool = self._pools.get(request.gpu_type) if request.gpu_type is not None else None
+            pools = [pool] if pool is not None else self._pools_for(request)
             shape = request.shape
             # Refused requests count too: they are the demand the cluster should make room for.
             for pool in pools:
@@ -297,11 +300,12 @@ class Allocator:
                 raise AllocationRefused(several_types_reason(self, pools, request))
             pool, chosen = placed
             # Unguessable: whoever may release "an allocation" must first be shown its id.
-            allocation_id = self._new_id()
+            ids = self._ids
+            allocation_id = ids.pop() if ids else self._new_id()
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             allocation = self._take(pool, chosen, request, owner, allocation_id)
             self._records[allocation_id] = _Record(allocation, False, deadline)
-            heapq.heappush(self._expiry, (deadline, allocation_id))
+            heapq.heappush(expiry, (deadline, allocation_id))
             return allocation
 
     def reserve_pod(
@@ -1156,9 +1160,15 @@ class Allocator:
         cpu, mem = self._free.get(node, _UNACCOUNTED)
         return (cpu is None or cpu_millis <= cpu) and (mem is None or memory_mib <= mem)
 
-    def _charge_node(self, node: str, cpu_millis: int, memory_mib: int) -> None:
+    def _charge_node(
+        self, node: str, cpu_millis: int, memory_mib: int, touched: _TypePool | None = None
+    ) -> None:
+        """Count CPU and memory on a node (negative: give back); the scores of the node's
+        pools are dropped, but ``touched``'s, which the caller has just dropped."""
         if cpu_millis or memory_mib:
-            used = self._node_used.setdefault(node, [0, 0])
+            used = self._node_used.get(node)
+            if used is None:
+                used = self._node_used[node] = [0, 0]
             used[0] += cpu_millis
             used[1] += memory_mib
             free = self._free.get(node)
@@ -1169,6 +1179,8 @@ class Allocator:
                     None if mem is None else mem - memory_mib,
                 )
             for pool in self._node_pools.get(node, ()):
+                if pool is touched:
+                    continue
                 pool.changed.add(node)
                 if pool.frag:  # empty while ledger.rebuild adopts: nothing scored yet
                     pool.frag.pop(node, None)
@@ -1182,42 +1194,58 @@ class Allocator:
         allocation_id: str,
     ) -> Allocation:
         first = entries[0].gpu
-        memory = request.memory_on(first.memory_mib)
         compute = request._compute
+        if request.is_whole:
+            memory = first.memory_mib
+            compute_max = 100
+        else:
+            memory = request.memory_mib or max(
+                1, request.size_key[0] * first.memory_mib // request.size_key[1]
+            )  # request.memory_on, inline: this runs for every reserve
+            compute_max = request.compute_max
+        consume = self._consume
         for entry in entries:
-            self._consume(pool, entry, memory, compute)
-        self._charge_node(first.node, request.cpu_millis, request.host_memory_mib)
+            consume(pool, entry, memory, compute)
+        cpu, host_memory = request.cpu_millis, request.host_memory_mib
+        if cpu or host_memory:
+            self._charge_node(first.node, cpu, host_memory, pool)
         if len(entries) == 1:
             uuids, indices = (first.uuid,), (first.index,)
         else:
             uuids = tuple(e.gpu.uuid for e in entries)
             indices = tuple(e.gpu.index for e in entries)
+        # Positional (the fields' order), quicker than by keyword on this path.
         return Allocation(
-            id=allocation_id,
-            owner=owner,
-            node=first.node,
-            gpu_type=first.gpu_type,
-            gpu_uuids=uuids,
-            gpu_indices=indices,
-            fraction=request.fraction,
-            memory_mib=memory,
-            gpu_memory_mib=first.memory_mib,
-            compute_min=compute,
-            compute_max=100 if request.is_whole else request.compute_max,
-            cpu_millis=request.cpu_millis,
-            host_memory_mib=request.host_memory_mib,
-            product=first.product,
-            simulated=first.simulated,
+            allocation_id,
+            owner,
+            first.node,
+            first.gpu_type,
+            uuids,
+            indices,
+            request.fraction,
+            memory,
+            first.memory_mib,
+            compute,
+            compute_max,
+            cpu,
+            host_memory,
+            first.product,
+            first.simulated,
         )
 
     def _give_back(self, allocation: Allocation) -> None:
         gpus = self._gpus
         pools = self._pools
+        consume = self._consume
         memory, compute = -allocation.memory_mib, -allocation.compute_min
+        pool = None
         for uuid in allocation.gpu_uuids:
             entry = gpus[uuid]
-            self._consume(pools[entry.gpu.gpu_type], entry, memory, compute)
-        self._charge_node(allocation.node, -allocation.cpu_millis, -allocation.host_memory_mib)
+            pool = pools[entry.gpu.gpu_type]
+            consume(pool, entry, memory, compute)
+        cpu, host_memory = allocation.cpu_millis, allocation.host_memory_mib
+        if cpu or host_memory:
+            self._charge_node(allocation.node, -cpu, -host_memory, pool)
 
     def _consume(
         self, pool: _TypePool, entry: _Gpu, memory: int, compute: int, count: int = 1
@@ -1225,23 +1253,23 @@ class Allocator:
         """Move a GPU to its new free state (negative amounts give capacity back) as ``count``
         slices take (or give back) ``memory`` and ``compute`` together."""
         gpu = entry.gpu
+        node = gpu.node
         if pool.frag:
-            pool.frag.pop(gpu.node, None)
-        pool.changed.add(gpu.node)
+            pool.frag.pop(node, None)
+        pool.changed.add(node)
         classes = pool.classes
         uuid = gpu.uuid
         old = entry.state
         del classes[old][uuid]
         free_mem = entry.free_mem = entry.free_mem - memory
         # From whole MiB, so no rounding drifts in over a long-running hub.
-        free_mib = pool.node_free_mib[gpu.node] = pool.node_free_mib[gpu.node] - memory
-        size = pool.node_gpu_mib[gpu.node]
+        node_free_mib = pool.node_free_mib
+        free_mib = node_free_mib[node] = node_free_mib[node] - memory
+        size = pool.node_gpu_mib[node]
         if size:
-            pool.node_share[gpu.node] = free_mib / size
+            pool.node_share[node] = free_mib / size
         else:  # GPUs of several sizes on the node: sum their shares
-            pool.node_share[gpu.node] = sum(
-                g.free_mem / g.gpu.memory_mib for g in pool.by_node[gpu.node]
-            )
+            pool.node_share[node] = sum(g.free_mem / g.gpu.memory_mib for g in pool.by_node[node])
         free_c = entry.free_compute = entry.free_compute - compute
         state = entry.state = (old[0], free_mem, free_c)
         members = classes.get(state)
