@@ -53,9 +53,13 @@ class RebuildReport:
         return not self.conflicts and not self.malformed
 
     def summary(self) -> str:
+        cpu_only = sum(1 for _, allocation in self.adopted if allocation.is_cpu_only)
+        restored = f"{len(self.adopted) - cpu_only} GPU slices"
+        if cpu_only:
+            restored += f" and {cpu_only} CPU-only pods' CPU and memory"
         return (
-            f"restored {len(self.adopted)} GPU slices from pods; {len(self.conflicts)} in "
-            f"conflict, {len(self.malformed)} unreadable, {self.finished} finished pods skipped"
+            f"restored {restored} from pods; {len(self.conflicts)} in conflict, "
+            f"{len(self.malformed)} unreadable, {self.finished} finished pods skipped"
         )
 
 

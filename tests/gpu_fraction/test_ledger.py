@@ -110,6 +110,9 @@ def test_cpu_only_pods_hold_their_node_after_a_restart():
     report = rebuild(fresh, pods)
     assert report.ok, report.summary()
     assert {str(ref): a for ref, a in report.adopted}["hub/jupyter-cpu"] == cpu_only
+    assert report.summary().startswith(
+        "restored 1 GPU slices and 1 CPU-only pods' CPU and memory from pods"
+    )
     assert fresh.node_usage() == live.node_usage() == {"gpu-00": (6000, 0), "gpu-01": (10000, 8192)}
     assert fresh.free_state() == live.free_state()
     assert fresh.is_committed(cpu_only.id)
@@ -168,6 +171,26 @@ def test_conflicting_pods_are_reported_not_dropped():
     assert "MiB free" in problem.reason
     assert not report.ok and "1 in conflict" in report.summary()
     assert fresh.audit() == []
+
+
+def test_two_pods_with_one_allocation_id_the_older_keeps_it():
+    """A pod copied with its annotations (same allocation id, another GPU) does not double the
+    slice: the pod that started first holds it, the other is a conflict."""
+    allocator = Allocator(make_gpus(1, 2))
+    allocation = allocator.reserve(SliceRequest("RTX3090", "1/2"), Owner("job", "a"))
+    other = next(g.uuid for g in make_gpus(1, 2) if g.uuid != allocation.gpu_uuids[0])
+    copied = {**to_annotations(allocation), keys.ANN_GPU_UUIDS: other}
+    pods = [
+        pod("copy", copied, created="2026-11-29T11:00:00Z"),
+        pod("first", to_annotations(allocation), created="2026-11-29T09:00:00Z"),
+    ]
+    fresh = Allocator(make_gpus(1, 2))
+    report = rebuild(fresh, pods)
+    assert [str(ref) for ref, _ in report.adopted] == ["hub/first"]
+    assert [(str(p.pod), p.reason) for p in report.conflicts] == [
+        ("hub/copy", f"allocation {allocation.id} is already held")
+    ]
+    assert fresh.free_state() == allocator.free_state()
 
 
 def test_unknown_gpu_malformed_and_finished_pods():
