@@ -7,11 +7,16 @@ Run: ``python benchmarks/allocator.py --json``. The last line printed is one JSO
 ``oversubscribed`` (must be 0). Targets on a 2-core machine: ops_per_s >= 20,000,
 reserve_p99_ms < 1, rebuild_s < 1, packing_ratio <= 1.05.
 
-Measured on that machine while two other jobs shared it (figures move 20-30% run to run):
-ops_per_s 18,000-22,000, reserve_p99_ms 0.15-0.21, rebuild_s 0.87-1.1 in full runs; the churn
-of this benchmark with this allocator and with the one of commit 1ededce (before these
-speed-ups) interleaved in one process, 2,500 pairs at a time: 24,800 against 21,400
-ops/s (median of 20 blocks each).
+Measured on that machine, quiet, before the batch rebuild (commit 2a51133): ops_per_s
+18,200-22,300, reserve_p99_ms 0.16-0.23, rebuild_s 0.99-1.02. After it, the machine was shared
+(load 2-5 on its 2 cores, full runs swinging twofold), so the figures are side by side in one
+process against the allocator, ledger and annotations of 2a51133: rebuild 0.55 against 1.02 s
+(median of 7, load about 2) and, in CPU time, 0.68 against 1.50 s (median of 9, load about
+4.5), from a node's pods taken at once (``Allocator.adopt_many``) and the annotations read in
+the order listed; churn even within that noise (15.9k against 15.7k ops/s, median of 30
+blocks of 2,500 pairs), 4.6% fewer instructions under callgrind (250 nodes, 6,000 live slices,
+5,000 pairs): what is left of a reserve is mostly placement (the candidate walk and the
+node scores).
 """
 
 from __future__ import annotations

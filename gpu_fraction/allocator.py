@@ -27,7 +27,7 @@ import heapq
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
@@ -272,8 +272,11 @@ class Allocator:
             raise ValueError(f"policy: must be one of {', '.join(POLICIES)}, got {policy!r}")
         with self._lock:
             now = self._clock()
-            self._expire_locked(now)
-            pools = self._pools_for(request)
+            expiry = self._expiry
+            if expiry and expiry[0][0] <= now:
+                self._expire_locked(now)
+            pool = self._pools.get(request.gpu_type) if request.gpu_type is not None else None
+            pools = [pool] if pool is not None else self._pools_for(request)
             shape = request.shape
             # Refused requests count too: they are the demand the cluster should make room for.
             for pool in pools:
@@ -297,11 +300,12 @@ class Allocator:
                 raise AllocationRefused(several_types_reason(self, pools, request))
             pool, chosen = placed
             # Unguessable: whoever may release "an allocation" must first be shown its id.
-            allocation_id = self._new_id()
+            ids = self._ids
+            allocation_id = ids.pop() if ids else self._new_id()
             deadline = now + (self.reservation_ttl if ttl is None else ttl)
             allocation = self._take(pool, chosen, request, owner, allocation_id)
             self._records[allocation_id] = _Record(allocation, False, deadline)
-            heapq.heappush(self._expiry, (deadline, allocation_id))
+            heapq.heappush(expiry, (deadline, allocation_id))
             return allocation
 
     def reserve_pod(
@@ -424,50 +428,160 @@ class Allocator:
     def adopt(self, allocation: Allocation, committed: bool = True) -> Allocation:
         """Take over an allocation made earlier (read back from a pod by the ledger).
 
-        Raises :class:`AllocationRefused` naming the reason when it cannot be held: unknown GPU,
-        wrong node, already held, or over capacity together with what is already held.
+        Raises :class:`AllocationRefused` naming the reason when it cannot be held: unknown GPU
+        or node, wrong node, already held, or over capacity together with what is already held.
+        A CPU-only allocation (:meth:`Allocation.cpu_only`) holds CPU and memory of its node.
         """
         with self._lock:
-            records = self._records
-            if allocation.id in records:
+            if allocation.id in self._records:
                 raise AllocationRefused(f"allocation {allocation.id} is already held")
-            entries = []
-            gpus = self._gpus
-            for uuid in allocation.gpu_uuids:
-                entry = gpus.get(uuid)
-                if entry is None:
-                    raise AllocationRefused(f"GPU {uuid} is not in the inventory")
-                if entry.gpu.node != allocation.node:
-                    raise AllocationRefused(
-                        f"GPU {uuid} is on node {entry.gpu.node}, not {allocation.node}"
-                    )
-                if entry.free_mem < allocation.memory_mib:
-                    raise AllocationRefused(
-                        f"GPU {uuid} has {entry.free_mem} MiB free, the slice needs "
-                        f"{allocation.memory_mib} MiB"
-                    )
-                if entry.free_compute < allocation.compute_min:
-                    raise AllocationRefused(
-                        f"GPU {uuid} has {entry.free_compute}% compute free, the slice "
-                        f"needs {allocation.compute_min}%"
-                    )
-                entries.append(entry)
-            cpu, memory = allocation.cpu_millis, allocation.host_memory_mib
-            if (cpu or memory) and not self._node_has_room(allocation.node, cpu, memory):
-                raise AllocationRefused(
-                    f"node {allocation.node} lacks CPU or memory for this pod's requests"
-                )
-            pools, consume = self._pools, self._consume
-            for entry in entries:
-                consume(
-                    pools[entry.gpu.gpu_type], entry, allocation.memory_mib, allocation.compute_min
-                )
-            self._charge_node(allocation.node, cpu, memory)
+            self._hold(allocation, self._adoptable(allocation))
             deadline = None if committed else self._clock() + self.reservation_ttl
-            records[allocation.id] = _Record(allocation, committed, deadline)
+            self._records[allocation.id] = _Record(allocation, committed, deadline)
             if deadline is not None:
                 heapq.heappush(self._expiry, (deadline, allocation.id))
             return allocation
+
+    def adopt_many(
+        self, allocations: Sequence[Allocation], committed: bool = True
+    ) -> list[str | None]:
+        """:meth:`adopt` each allocation in turn, with the same outcome: for each, None when it
+        is held, else why it was refused (an earlier one wins a GPU or node both ask for).
+
+        Made for :func:`gpu_fraction.ledger.rebuild` (tens of thousands at a hub's start):
+        allocations only compete with those on their own node, so a node whose allocations
+        all fit together takes them at once, each GPU moved to its final free state in one
+        step; only a node where something is refused is taken one allocation at a time.
+        """
+        with self._lock:
+            records = self._records
+            results: list[str | None] = [None] * len(allocations)
+            ids = {a.id for a in allocations}
+            if len(ids) < len(allocations) or (records and not ids.isdisjoint(records)):
+                # The same id twice: which one is held depends on all that came before.
+                for i, allocation in enumerate(allocations):
+                    try:
+                        self.adopt(allocation, committed)
+                    except AllocationRefused as err:
+                        results[i] = err.reason
+                return results
+            by_node: dict[str, list[Allocation]] = {}
+            for allocation in allocations:
+                members = by_node.get(allocation.node)
+                if members is None:
+                    by_node[allocation.node] = [allocation]
+                else:
+                    members.append(allocation)
+            refused: dict[str, str] = {}
+            for node, members in by_node.items():
+                if not self._hold_together(node, members):
+                    for allocation in members:
+                        try:
+                            self._hold(allocation, self._adoptable(allocation))
+                        except AllocationRefused as err:
+                            refused[allocation.id] = err.reason
+            deadline = None if committed else self._clock() + self.reservation_ttl
+            for i, allocation in enumerate(allocations):
+                reason = refused.get(allocation.id) if refused else None
+                if reason is not None:
+                    results[i] = reason
+                    continue
+                records[allocation.id] = _Record(allocation, committed, deadline)
+                if deadline is not None:
+                    heapq.heappush(self._expiry, (deadline, allocation.id))
+            return results
+
+    def _hold_together(self, node: str, allocations: list[Allocation]) -> bool:
+        """Take every allocation of one node at once if they all fit together (and nothing
+        about them would be refused); False, with nothing taken, otherwise."""
+        gpus = self._gpus
+        use: dict[str, list[int]] = {}  # GPU UUID -> [MiB, compute %, slices]
+        cpu = memory = 0
+        for allocation in allocations:
+            cpu += allocation.cpu_millis
+            memory += allocation.host_memory_mib
+            uuids = allocation.gpu_uuids
+            if not uuids:
+                if node not in self._nodes and node not in self._node_pools:
+                    return False
+                continue
+            mib, compute = allocation.memory_mib, allocation.compute_min
+            if mib < 1 or compute < 0 or (len(uuids) > 1 and len(set(uuids)) < len(uuids)):
+                return False
+            for uuid in uuids:
+                used = use.get(uuid)
+                if used is None:
+                    use[uuid] = [mib, compute, 1]
+                else:
+                    used[0] += mib
+                    used[1] += compute
+                    used[2] += 1
+        if cpu < 0 or memory < 0:
+            return False
+        if (cpu or memory) and not self._node_has_room(node, cpu, memory):
+            return False
+        entries = []
+        for uuid, (mib, compute, _) in use.items():
+            entry = gpus.get(uuid)
+            if (
+                entry is None
+                or entry.gpu.node != node
+                or entry.free_mem < mib
+                or entry.free_compute < compute
+            ):
+                return False
+            entries.append(entry)
+        pools, consume = self._pools, self._consume
+        for entry, (mib, compute, count) in zip(entries, use.values(), strict=True):
+            consume(pools[entry.gpu.gpu_type], entry, mib, compute, count)
+        self._charge_node(node, cpu, memory)
+        return True
+
+    def _adoptable(self, allocation: Allocation) -> list[_Gpu]:
+        """The GPU entries an allocation read back from a pod would take; raises
+        :class:`AllocationRefused` when it cannot be held together with what is held now."""
+        entries = []
+        gpus = self._gpus
+        uuids = allocation.gpu_uuids
+        if len(uuids) > 1 and len(set(uuids)) < len(uuids):
+            raise AllocationRefused(f"allocation {allocation.id} names one GPU twice")
+        node = allocation.node
+        if not uuids and node not in self._nodes and node not in self._node_pools:
+            raise AllocationRefused(
+                f"node {allocation.node} is not one of the nodes the allocator manages"
+            )
+        for uuid in uuids:
+            entry = gpus.get(uuid)
+            if entry is None:
+                raise AllocationRefused(f"GPU {uuid} is not in the inventory")
+            if entry.gpu.node != allocation.node:
+                raise AllocationRefused(
+                    f"GPU {uuid} is on node {entry.gpu.node}, not {allocation.node}"
+                )
+            if entry.free_mem < allocation.memory_mib:
+                raise AllocationRefused(
+                    f"GPU {uuid} has {entry.free_mem} MiB free, the slice needs "
+                    f"{allocation.memory_mib} MiB"
+                )
+            if entry.free_compute < allocation.compute_min:
+                raise AllocationRefused(
+                    f"GPU {uuid} has {entry.free_compute}% compute free, the slice "
+                    f"needs {allocation.compute_min}%"
+                )
+            entries.append(entry)
+        cpu, memory = allocation.cpu_millis, allocation.host_memory_mib
+        if (cpu or memory) and not self._node_has_room(allocation.node, cpu, memory):
+            raise AllocationRefused(
+                f"node {allocation.node} lacks CPU or memory for this pod's requests"
+            )
+        return entries
+
+    def _hold(self, allocation: Allocation, entries: list[_Gpu]) -> None:
+        """Take what :meth:`_adoptable` found (no record made)."""
+        pools, consume = self._pools, self._consume
+        for entry in entries:
+            consume(pools[entry.gpu.gpu_type], entry, allocation.memory_mib, allocation.compute_min)
+        self._charge_node(allocation.node, allocation.cpu_millis, allocation.host_memory_mib)
 
     def observe_pod(self, node: str, pod_uid: str, cpu_millis: int, memory_mib: int) -> bool:
         """Count the CPU and memory requests of a pod the allocator did not place (a pod
@@ -1046,9 +1160,15 @@ class Allocator:
         cpu, mem = self._free.get(node, _UNACCOUNTED)
         return (cpu is None or cpu_millis <= cpu) and (mem is None or memory_mib <= mem)
 
-    def _charge_node(self, node: str, cpu_millis: int, memory_mib: int) -> None:
+    def _charge_node(
+        self, node: str, cpu_millis: int, memory_mib: int, touched: _TypePool | None = None
+    ) -> None:
+        """Count CPU and memory on a node (negative: give back); the scores of the node's
+        pools are dropped, but ``touched``'s, which the caller has just dropped."""
         if cpu_millis or memory_mib:
-            used = self._node_used.setdefault(node, [0, 0])
+            used = self._node_used.get(node)
+            if used is None:
+                used = self._node_used[node] = [0, 0]
             used[0] += cpu_millis
             used[1] += memory_mib
             free = self._free.get(node)
@@ -1059,6 +1179,8 @@ class Allocator:
                     None if mem is None else mem - memory_mib,
                 )
             for pool in self._node_pools.get(node, ()):
+                if pool is touched:
+                    continue
                 pool.changed.add(node)
                 if pool.frag:  # empty while ledger.rebuild adopts: nothing scored yet
                     pool.frag.pop(node, None)
@@ -1072,63 +1194,82 @@ class Allocator:
         allocation_id: str,
     ) -> Allocation:
         first = entries[0].gpu
-        memory = request.memory_on(first.memory_mib)
         compute = request._compute
+        if request.is_whole:
+            memory = first.memory_mib
+            compute_max = 100
+        else:
+            memory = request.memory_mib or max(
+                1, request.size_key[0] * first.memory_mib // request.size_key[1]
+            )  # request.memory_on, inline: this runs for every reserve
+            compute_max = request.compute_max
+        consume = self._consume
         for entry in entries:
-            self._consume(pool, entry, memory, compute)
-        self._charge_node(first.node, request.cpu_millis, request.host_memory_mib)
+            consume(pool, entry, memory, compute)
+        cpu, host_memory = request.cpu_millis, request.host_memory_mib
+        if cpu or host_memory:
+            self._charge_node(first.node, cpu, host_memory, pool)
         if len(entries) == 1:
             uuids, indices = (first.uuid,), (first.index,)
         else:
             uuids = tuple(e.gpu.uuid for e in entries)
             indices = tuple(e.gpu.index for e in entries)
+        # Positional (the fields' order), quicker than by keyword on this path.
         return Allocation(
-            id=allocation_id,
-            owner=owner,
-            node=first.node,
-            gpu_type=first.gpu_type,
-            gpu_uuids=uuids,
-            gpu_indices=indices,
-            fraction=request.fraction,
-            memory_mib=memory,
-            gpu_memory_mib=first.memory_mib,
-            compute_min=compute,
-            compute_max=100 if request.is_whole else request.compute_max,
-            cpu_millis=request.cpu_millis,
-            host_memory_mib=request.host_memory_mib,
-            product=first.product,
-            simulated=first.simulated,
+            allocation_id,
+            owner,
+            first.node,
+            first.gpu_type,
+            uuids,
+            indices,
+            request.fraction,
+            memory,
+            first.memory_mib,
+            compute,
+            compute_max,
+            cpu,
+            host_memory,
+            first.product,
+            first.simulated,
         )
 
     def _give_back(self, allocation: Allocation) -> None:
         gpus = self._gpus
         pools = self._pools
+        consume = self._consume
         memory, compute = -allocation.memory_mib, -allocation.compute_min
+        pool = None
         for uuid in allocation.gpu_uuids:
             entry = gpus[uuid]
-            self._consume(pools[entry.gpu.gpu_type], entry, memory, compute)
-        self._charge_node(allocation.node, -allocation.cpu_millis, -allocation.host_memory_mib)
+            pool = pools[entry.gpu.gpu_type]
+            consume(pool, entry, memory, compute)
+        cpu, host_memory = allocation.cpu_millis, allocation.host_memory_mib
+        if cpu or host_memory:
+            self._charge_node(allocation.node, -cpu, -host_memory, pool)
 
-    def _consume(self, pool: _TypePool, entry: _Gpu, memory: int, compute: int) -> None:
-        """Move a GPU to its new free state (negative amounts give capacity back)."""
+    def _consume(
+        self, pool: _TypePool, entry: _Gpu, memory: int, compute: int, count: int = 1
+    ) -> None:
+        """Move a GPU to its new free state (negative amounts give capacity back) as ``count``
+        slices take (or give back) ``memory`` and ``compute`` together."""
         gpu = entry.gpu
+        node = gpu.node
         if pool.frag:
-            pool.frag.pop(gpu.node, None)
-        pool.changed.add(gpu.node)
+            pool.frag.pop(node, None)
+        pool.changed.add(node)
         classes = pool.classes
         uuid = gpu.uuid
         old = entry.state
         del classes[old][uuid]
         free_mem = entry.free_mem = entry.free_mem - memory
         # From whole MiB, so no rounding drifts in over a long-running hub.
-        free_mib = pool.node_free_mib[gpu.node] = pool.node_free_mib[gpu.node] - memory
-        size = pool.node_gpu_mib[gpu.node]
+        node_free_mib = pool.node_free_mib
+        free_mib = node_free_mib[node] = node_free_mib[node] - memory
+        size = pool.node_gpu_mib[node]
         if size:
-            pool.node_share[gpu.node] = free_mib / size
+            pool.node_share[node] = free_mib / size
         else:  # GPUs of several sizes on the node: sum their shares
-            pool.node_share[gpu.node] = sum(
-                g.free_mem / g.gpu.memory_mib for g in pool.by_node[gpu.node]
-            )
+            pool.node_share[node] = sum(g.free_mem / g.gpu.memory_mib for g in pool.by_node[node])
         free_c = entry.free_compute = entry.free_compute - compute
         state = entry.state = (old[0], free_mem, free_c)
         members = classes.get(state)
@@ -1138,7 +1279,7 @@ class Allocator:
         else:
             members[uuid] = entry
         slices = entry.slices
-        after = entry.slices = slices + (1 if memory >= 0 else -1)
+        after = entry.slices = slices + (count if memory >= 0 else -count)
         if not slices or not after:  # it was or is now fully free
             self._mark_free(pool, entry, not after)
 

@@ -13,7 +13,15 @@ from fractions import Fraction
 
 from . import keys
 from .errors import AnnotationError, InvalidRequestError
-from .model import GPU, OWNER_KINDS, Allocation, Owner, format_fraction, parse_fraction
+from .model import (
+    CPU_ONLY_TYPE,
+    GPU,
+    OWNER_KINDS,
+    Allocation,
+    Owner,
+    format_fraction,
+    parse_fraction,
+)
 
 
 def to_annotations(allocation: Allocation) -> dict[str, str]:
@@ -137,22 +145,39 @@ def _read_plain(
     ):
         return None  # several GPUs, or something to explain: the checked reading
     first = lookup(raw_uuids) if lookup is not None else None
+    if first is None:
+        return Allocation(
+            allocation_id,
+            Owner(kind, user, project, name),
+            node,
+            gpu_type,
+            (raw_uuids,),
+            (),
+            known[0],
+            memory,
+            memory,
+            compute_min,
+            compute_max,
+            cpu,
+            host_memory,
+        )
+    # Positional (the fields' order): quicker than by keyword, 50,000 times over.
     return Allocation(
-        id=allocation_id,
-        owner=Owner(kind, user, project, name),
-        node=node,
-        gpu_type=gpu_type,
-        gpu_uuids=(raw_uuids,),
-        gpu_indices=(first.index,) if first is not None else (),
-        fraction=known[0],
-        memory_mib=memory,
-        gpu_memory_mib=first.memory_mib if first is not None else memory,
-        compute_min=compute_min,
-        compute_max=compute_max,
-        cpu_millis=cpu,
-        host_memory_mib=host_memory,
-        product=first.product if first is not None else "",
-        simulated=first.simulated if first is not None else False,
+        allocation_id,
+        Owner(kind, user, project, name),
+        node,
+        gpu_type,
+        (raw_uuids,),
+        (first.index,),
+        known[0],
+        memory,
+        first.memory_mib,
+        compute_min,
+        compute_max,
+        cpu,
+        host_memory,
+        first.product,
+        first.simulated,
     )
 
 
@@ -161,6 +186,8 @@ def _read_checked(
 ) -> Allocation:
     text, number = _text, _number
     raw_fraction = text(annotations, keys.ANN_FRACTION)
+    if raw_fraction == format_fraction(Fraction(0)):
+        return _read_cpu_only(annotations)
     fraction, count = _fraction(raw_fraction)
     parts = text(annotations, keys.ANN_GPU_UUIDS).split(",")
     uuids = tuple(parts) if "" not in parts else tuple(u for u in parts if u)
@@ -222,4 +249,41 @@ def _read_checked(
         host_memory_mib=host_memory,
         product=first.product if first else "",
         simulated=first.simulated if first else False,
+    )
+
+
+def _read_cpu_only(annotations: Mapping[str, str]) -> Allocation:
+    """A pod placed on a managed node without a GPU (:meth:`Allocation.cpu_only`): fraction 0,
+    GPU type ``none``, no GPUs, no GPU memory or compute; it holds its CPU and memory."""
+    if annotations.get(keys.ANN_GPU_UUIDS):
+        raise AnnotationError(
+            keys.ANN_GPU_UUIDS,
+            f"a CPU-only pod (fraction 0) holds no GPU, got {annotations[keys.ANN_GPU_UUIDS]!r}",
+        )
+    gpu_type = annotations.get(keys.ANN_GPU_TYPE)
+    if gpu_type != CPU_ONLY_TYPE:
+        raise AnnotationError(
+            keys.ANN_GPU_TYPE,
+            f"a CPU-only pod (fraction 0) has type {CPU_ONLY_TYPE!r}, got {gpu_type!r}",
+        )
+    for key in (keys.ANN_MEMORY_MIB, keys.ANN_COMPUTE_MIN, keys.ANN_COMPUTE_MAX):
+        _number(annotations, key, 0, 0)
+    get = annotations.get
+    owner_kind = _text(annotations, keys.ANN_OWNER_KIND)
+    if owner_kind not in OWNER_KINDS:
+        raise AnnotationError(
+            keys.ANN_OWNER_KIND, f"must be one of {', '.join(OWNER_KINDS)}, got {owner_kind!r}"
+        )
+    owner = Owner(
+        owner_kind,
+        _text(annotations, keys.ANN_OWNER_USER),
+        get(keys.ANN_OWNER_PROJECT) or "",
+        get(keys.ANN_OWNER_NAME) or "",
+    )
+    return Allocation.cpu_only(
+        _text(annotations, keys.ANN_ALLOCATION),
+        owner,
+        _text(annotations, keys.ANN_NODE),
+        _number(annotations, keys.ANN_CPU_MILLIS, 0),
+        _number(annotations, keys.ANN_HOST_MEMORY_MIB, 0),
     )

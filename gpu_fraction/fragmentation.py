@@ -68,6 +68,7 @@ class TaskMix:
         self._window: deque[Shape] = deque(maxlen=window or DEFAULT_WINDOW)
         self._counts: dict[Shape, int] = {}
         self._refresh_every = refresh_every
+        self._soonest = min(refresh_every, 16)  # the fewest records between two refreshes
         self._prior_weight = DEFAULT_PRIOR if prior_weight is None else prior_weight
         self._max_shapes = max_shapes
         self._tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
@@ -90,12 +91,12 @@ class TaskMix:
                 del counts[oldest]
         window.append(shape)  # type: ignore[arg-type]
         counts[shape] = counts.get(shape, 0) + 1  # type: ignore[index]
-        self._since_refresh += 1
+        since = self._since_refresh = self._since_refresh + 1
         # The first requests move the mix most: refresh after 16, then ever less often, until
         # every refresh_every requests. (Not at once: a mix learnt from two requests would
         # drown the prior, e.g. break into a whole node for a 2-GPU job because no 4-GPU job
-        # was seen yet.)
-        if self._since_refresh >= min(self._refresh_every, max(16, len(window) // 2)):
+        # was seen yet.) The first test spares every reserve the min and max.
+        if since >= self._soonest and since >= min(self._refresh_every, max(16, len(window) // 2)):
             self._since_refresh = 0
             self._refresh()
 

@@ -17,7 +17,7 @@ from typing import Any
 from . import keys
 from .allocator import Allocator
 from .annotations import from_annotations, has_allocation
-from .errors import AllocationRefused, AnnotationError
+from .errors import AnnotationError
 from .model import Allocation
 
 #: Pods in these phases have ended: their GPU slices are free again.
@@ -53,9 +53,13 @@ class RebuildReport:
         return not self.conflicts and not self.malformed
 
     def summary(self) -> str:
+        cpu_only = sum(1 for _, allocation in self.adopted if allocation.is_cpu_only)
+        restored = f"{len(self.adopted) - cpu_only} GPU slices"
+        if cpu_only:
+            restored += f" and {cpu_only} CPU-only pods' CPU and memory"
         return (
-            f"restored {len(self.adopted)} GPU slices from pods; {len(self.conflicts)} in "
-            f"conflict, {len(self.malformed)} unreadable, {self.finished} finished pods skipped"
+            f"restored {restored} from pods; {len(self.conflicts)} in conflict, "
+            f"{len(self.malformed)} unreadable, {self.finished} finished pods skipped"
         )
 
 
@@ -88,7 +92,10 @@ def rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
 
 def _rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
     report = RebuildReport()
-    entries = []
+    # Read in the order listed (the annotations lie in memory in that order, which is worth a
+    # quarter of the reading time with 50,000 pods), then sort oldest first.
+    entries: list[tuple[str, str, str, Allocation | None, str]] = []
+    lookup = allocator.gpu_by_uuid
     for pod in pods:
         if type(pod) is dict:
             # Raw JSON (the hub lists pods without the client's models): plain look-ups.
@@ -111,20 +118,26 @@ def _rebuild(allocator: Allocator, pods: Iterable[Any]) -> RebuildReport:
                 continue
             created = _field(meta, "creationTimestamp")
             namespace, name = _field(meta, "namespace"), _field(meta, "name")
-        entries.append((str(created or ""), namespace or "", name or "", annotations))
-    entries.sort(key=itemgetter(0, 1, 2))
-    lookup = allocator.gpu_by_uuid
-    for _, namespace, name, annotations in entries:
-        ref = PodRef(namespace, name)
         try:
-            allocation = from_annotations(annotations, lookup)
+            allocation, problem = from_annotations(annotations, lookup), ""
         except AnnotationError as err:
-            report.malformed.append(PodProblem(ref, str(err)))
+            allocation, problem = None, str(err)
+        namespace, name = namespace or "", name or ""
+        # Oldest first, then by namespace and name: one text to compare is quicker than a
+        # tuple of three (NUL sorts before any character these hold).
+        order = f"{created or ''}\0{namespace}\0{name}"
+        entries.append((order, namespace, name, allocation, problem))
+    entries.sort(key=itemgetter(0))
+    outcomes = iter(allocator.adopt_many([e[3] for e in entries if e[3] is not None]))
+    adopted, conflicts, malformed = report.adopted, report.conflicts, report.malformed
+    for _, namespace, name, allocation, problem in entries:
+        ref = PodRef(namespace, name)
+        if allocation is None:
+            malformed.append(PodProblem(ref, problem))
             continue
-        try:
-            allocator.adopt(allocation)
-        except AllocationRefused as err:
-            report.conflicts.append(PodProblem(ref, err.reason))
-            continue
-        report.adopted.append((ref, allocation))
+        refused = next(outcomes)
+        if refused is None:
+            adopted.append((ref, allocation))
+        else:
+            conflicts.append(PodProblem(ref, refused))
     return report

@@ -26,6 +26,9 @@ STANDARD_SIZES: tuple[Fraction, ...] = (
     Fraction(8),
 )
 
+#: The GPU type of an allocation that holds no GPU (:meth:`Allocation.cpu_only`).
+CPU_ONLY_TYPE = "none"
+
 OwnerKind = Literal["notebook", "job"]
 OWNER_KINDS: tuple[str, ...] = ("notebook", "job")
 # Bounds on what a request may say: far above any real node, far below what breaks arithmetic
@@ -160,6 +163,19 @@ class Owner:
     name: str = ""
 
     def __post_init__(self) -> None:
+        # One test for the usual case (a hub restart builds an owner per pod), then the
+        # checks one by one to say what is wrong.
+        user, project, name = self.user, self.project, self.name
+        if (
+            type(user) is str
+            and type(project) is str
+            and type(name) is str
+            and 0 < len(user) <= MAX_USER
+            and len(project) <= MAX_PROJECT
+            and len(name) <= MAX_NAME
+            and self.kind in OWNER_KINDS
+        ):
+            return
         if self.kind not in OWNER_KINDS:
             raise InvalidRequestError(
                 "owner.kind", f"must be one of {', '.join(OWNER_KINDS)}, got {self.kind!r}"
@@ -349,7 +365,7 @@ class Allocation:
             id=id,
             owner=owner,
             node=node,
-            gpu_type="none",
+            gpu_type=CPU_ONLY_TYPE,
             gpu_uuids=(),
             gpu_indices=(),
             fraction=Fraction(0),
@@ -366,14 +382,22 @@ class Allocation:
         return self.fraction >= 1
 
     @property
+    def is_cpu_only(self) -> bool:
+        """Whether this holds no GPU, only its node's CPU and memory."""
+        return not self.gpu_uuids
+
+    @property
     def memory_fraction(self) -> float:
         """Share of each GPU's memory this slice may use (1.0 for whole GPUs)."""
         return min(1.0, self.memory_mib / self.gpu_memory_mib)
 
     def describe(self) -> str:
         """One line for progress messages: ``1/4 of RTX3090 GPU-3f2a... on node gpu-07``."""
-        if not self.gpu_uuids:
-            return f"CPU and memory only on node {self.node}"
+        if self.is_cpu_only:
+            return (
+                f"no GPU, {self.cpu_millis / 1000:g} CPU and {self.host_memory_mib} MiB memory "
+                f"on node {self.node}"
+            )
         if self.is_whole:
             what = f"{self.fraction} x {self.gpu_type}"
             where = ", ".join(_short_uuid(u) for u in self.gpu_uuids)

@@ -722,7 +722,7 @@ class GPUSliceManager(SingletonConfigurable):
         CPU-only pods are not slices."""
         if self._allocator is None:
             return []
-        return [a for a in self._allocator.allocations() if a.gpu_uuids]
+        return [a for a in self._allocator.allocations() if not a.is_cpu_only]
 
     def is_committed(self, allocation_id: str) -> bool:
         """Whether the slice's pod or process exists (False for an unknown id)."""

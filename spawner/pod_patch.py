@@ -68,9 +68,16 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
     """Return ``pod`` with ``allocation`` written into it (``None``: a CPU-only pod).
 
     A CPU-only pod gets ``NVIDIA_VISIBLE_DEVICES=void`` so that a CUDA image, whose default is
-    "all", cannot reach a GPU on a node with the NVIDIA runtime.
+    "all", cannot reach a GPU on a node with the NVIDIA runtime. One the allocator placed on a
+    managed node (:meth:`Allocation.cpu_only`) is also pinned there and carries its allocation
+    as annotations, so a hub restart counts its CPU and memory on that node again.
     """
     container = pod.spec.containers[0]
+    if allocation is not None and allocation.is_cpu_only:
+        _drop_gpu_resources(container)
+        _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
+        _write_ledger(pod, allocation, settings)
+        return pod
     if allocation is None:
         if _gpu_resources(container):
             # The device plugin hands out these GPUs and sets the devices; not where we do.
@@ -80,10 +87,6 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
         _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
         if settings.cpu_only_off_gpu_nodes and settings.unmanaged_nodes:
             _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
-        return pod
-    if not allocation.gpu_uuids:  # a CPU-only pod on the node the allocator holds for it
-        _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
-        _hold_on_node(pod, allocation)
         return pod
     _drop_gpu_resources(container)
     env = container_environment(
@@ -104,20 +107,20 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
     container.volume_mounts = list(container.volume_mounts or []) + [
         get_k8s_model(V1VolumeMount, m) for m in mounts
     ]
-    _hold_on_node(pod, allocation)
-    _tolerate(pod, settings.tolerations)
+    _write_ledger(pod, allocation, settings)
     if settings.runtime_class_name and not allocation.simulated:
         pod.spec.runtime_class_name = settings.runtime_class_name
     return pod
 
 
-def _hold_on_node(pod: V1Pod, allocation: Allocation) -> None:
-    """The allocation in the pod's annotations (the ledger), and the pod on its node."""
+def _write_ledger(pod: V1Pod, allocation: Allocation, settings: SliceSettings) -> None:
+    """The allocation as annotations (the ledger lists the labelled pods), on its node."""
     pod.metadata.annotations = {**(pod.metadata.annotations or {}), **to_annotations(allocation)}
     pod.metadata.labels = {**(pod.metadata.labels or {}), SLICE_LABEL: "true"}
     _require(
         pod, V1NodeSelectorRequirement(key=HOSTNAME_LABEL, operator="In", values=[allocation.node])
     )
+    _tolerate(pod, settings.tolerations)
 
 
 def _startup_path(allocation: Allocation, settings: SliceSettings) -> str | None:

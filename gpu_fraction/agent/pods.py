@@ -40,6 +40,8 @@ def owner_from_pod(pod: Mapping[str, Any]) -> ProcessOwner:
             err,
         )
         return ProcessOwner(pod_uid=uid)
+    if allocation.is_cpu_only:
+        return ProcessOwner(pod_uid=uid)  # placed without a GPU: no slice to enforce
     return ProcessOwner(
         pod_uid=uid,
         allocation_id=allocation.id,

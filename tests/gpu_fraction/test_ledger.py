@@ -13,7 +13,7 @@ from gpu_fraction.allocator import Allocator
 from gpu_fraction.annotations import from_annotations, to_annotations
 from gpu_fraction.errors import AllocationRefused, AnnotationError
 from gpu_fraction.ledger import rebuild
-from gpu_fraction.model import Owner, SliceRequest
+from gpu_fraction.model import Allocation, Owner, SliceRequest
 
 from .helpers import make_gpus, make_nodes
 
@@ -79,6 +79,79 @@ def test_rebuild_equals_the_live_state():
     assert fresh.free_state() == Allocator(make_gpus(3, 4)).free_state()
 
 
+def test_cpu_only_pods_hold_their_node_after_a_restart():
+    """A pod placed without a GPU (reserve_pod) keeps its node's CPU and memory through a
+    restart: the rebuilt allocator refuses what the live one refused."""
+    gpus = make_gpus(2, 2)
+    nodes = make_nodes(gpus, cpu_millis=16000, memory_mib=65536)
+    live = Allocator(gpus, nodes)
+    owner = Owner("notebook", "ann", "cs101", "cpu")
+    on_gpu = live.reserve(SliceRequest("RTX3090", "1/4", cpu_millis=6000, node="gpu-00"), owner)
+    cpu_only = live.reserve_pod(10000, 8192, owner, nodes=frozenset({"gpu-01"}))
+    for allocation in (on_gpu, cpu_only):
+        live.commit(allocation.id)
+    annotations = to_annotations(cpu_only)
+    assert from_annotations(annotations, live.gpu_by_uuid) == cpu_only
+    pods = [pod("jupyter-gpu", to_annotations(on_gpu)), pod("jupyter-cpu", annotations)]
+
+    def refusals(allocator):
+        out = []
+        for attempt in (
+            lambda: allocator.reserve_pod(12000, 0, owner),
+            lambda: allocator.reserve(SliceRequest("RTX3090", "1/8", cpu_millis=12000), owner),
+        ):
+            with pytest.raises(AllocationRefused) as err:
+                attempt()
+            out.append(err.value.reason)
+        return out
+
+    before = refusals(live)
+    fresh = Allocator(gpus, nodes)
+    report = rebuild(fresh, pods)
+    assert report.ok, report.summary()
+    assert {str(ref): a for ref, a in report.adopted}["hub/jupyter-cpu"] == cpu_only
+    assert report.summary().startswith(
+        "restored 1 GPU slices and 1 CPU-only pods' CPU and memory from pods"
+    )
+    assert fresh.node_usage() == live.node_usage() == {"gpu-00": (6000, 0), "gpu-01": (10000, 8192)}
+    assert fresh.free_state() == live.free_state()
+    assert fresh.is_committed(cpu_only.id)
+    assert refusals(fresh) == before
+    # Released, its node's CPU is free again.
+    assert fresh.release(cpu_only.id)
+    assert fresh.reserve_pod(12000, 0, owner).node == "gpu-01"
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        (keys.ANN_GPU_UUIDS, "GPU-RTX3090-00-0", "holds no GPU"),
+        (keys.ANN_GPU_TYPE, "RTX3090", "has type 'none'"),
+        (keys.ANN_MEMORY_MIB, "512", "must be 0..0"),
+        (keys.ANN_CPU_MILLIS, "-5", "must be >= 0"),
+        (keys.ANN_NODE, "", "missing"),
+    ],
+)
+def test_a_malformed_cpu_only_pod_is_reported(key, value, message):
+    allocation = Allocation.cpu_only("c1", Owner("job", "a"), "gpu-00", 2000, 1024)
+    annotations = {**to_annotations(allocation), key: value}
+    gpus = make_gpus(1, 1)
+    report = rebuild(Allocator(gpus, make_nodes(gpus, 8000, 8192)), [pod("p", annotations)])
+    assert [(str(p.pod), p.reason.split(":")[0]) for p in report.malformed] == [("hub/p", key)]
+    assert message in report.malformed[0].reason
+
+
+def test_a_cpu_only_pod_on_a_node_not_managed_is_a_conflict():
+    allocation = Allocation.cpu_only("c1", Owner("job", "a"), "gone-node", 2000, 1024)
+    gpus = make_gpus(1, 1)
+    fresh = Allocator(gpus, make_nodes(gpus, 8000, 8192))
+    report = rebuild(fresh, [pod("p", to_annotations(allocation))])
+    assert [p.reason for p in report.conflicts] == [
+        "node gone-node is not one of the nodes the allocator manages"
+    ]
+    assert fresh.node_usage() == {}
+
+
 def test_conflicting_pods_are_reported_not_dropped():
     allocator = Allocator(make_gpus(1, 1))
     first = allocator.reserve(SliceRequest("RTX3090", "3/4"), Owner("notebook", "a"))
@@ -98,6 +171,26 @@ def test_conflicting_pods_are_reported_not_dropped():
     assert "MiB free" in problem.reason
     assert not report.ok and "1 in conflict" in report.summary()
     assert fresh.audit() == []
+
+
+def test_two_pods_with_one_allocation_id_the_older_keeps_it():
+    """A pod copied with its annotations (same allocation id, another GPU) does not double the
+    slice: the pod that started first holds it, the other is a conflict."""
+    allocator = Allocator(make_gpus(1, 2))
+    allocation = allocator.reserve(SliceRequest("RTX3090", "1/2"), Owner("job", "a"))
+    other = next(g.uuid for g in make_gpus(1, 2) if g.uuid != allocation.gpu_uuids[0])
+    copied = {**to_annotations(allocation), keys.ANN_GPU_UUIDS: other}
+    pods = [
+        pod("copy", copied, created="2026-11-29T11:00:00Z"),
+        pod("first", to_annotations(allocation), created="2026-11-29T09:00:00Z"),
+    ]
+    fresh = Allocator(make_gpus(1, 2))
+    report = rebuild(fresh, pods)
+    assert [str(ref) for ref, _ in report.adopted] == ["hub/first"]
+    assert [(str(p.pod), p.reason) for p in report.conflicts] == [
+        ("hub/copy", f"allocation {allocation.id} is already held")
+    ]
+    assert fresh.free_state() == allocator.free_state()
 
 
 def test_unknown_gpu_malformed_and_finished_pods():

@@ -91,3 +91,5 @@ def test_cpu_only_allocation_holds_no_gpu():
     )
     assert allocation.gpu_uuids == () and allocation.fraction == 0 and not allocation.is_whole
     assert allocation.memory_mib == allocation.compute_min == 0
+    assert allocation.is_cpu_only
+    assert allocation.describe() == "no GPU, 4 CPU and 8192 MiB memory on node node-1"

@@ -106,6 +106,12 @@ async def test_cpu_only_servers_go_where_they_strand_the_least_gpu_capacity(kube
     assert allocator.is_committed(held[keys.ANN_ALLOCATION])
     assert allocator.node_usage()["gpu-52"] == (6000, 0)
     assert GPUSliceManager.instance().allocations() == []  # a node held, not a GPU slice
+    # The hub restarts: the new allocator finds the hold in the pod's annotations.
+    GPUSliceManager.instance().close()
+    GPUSliceManager.clear_instance()
+    allocator = await GPUSliceManager.instance(config=config).ready()
+    assert allocator.is_committed(held[keys.ANN_ALLOCATION])
+    assert allocator.node_usage()["gpu-52"] == (6000, 0)
     await cpu.stop()
     assert allocator.get(held[keys.ANN_ALLOCATION]) is None
     assert allocator.node_usage()["gpu-52"] == (0, 0)

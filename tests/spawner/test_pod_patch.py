@@ -12,7 +12,8 @@ from gpu_fraction import keys
 from gpu_fraction.allocator import Allocator
 from gpu_fraction.annotations import from_annotations
 from gpu_fraction.enforcement import STARTUP_MOUNT_PATH, MpsSettings
-from gpu_fraction.model import GPU, Owner, SliceRequest
+from gpu_fraction.ledger import rebuild
+from gpu_fraction.model import GPU, NodeCapacity, Owner, SliceRequest
 from spawner.pod_patch import SliceSettings, apply_slice
 
 K8S_VERSION = "1.33"
@@ -132,6 +133,37 @@ async def test_cpu_only_pod_kept_off_the_gpu_nodes_when_configured():
         "requiredDuringSchedulingIgnoredDuringExecution"
     ]["nodeSelectorTerms"]
     assert terms == [{"matchExpressions": [UNMANAGED]}]
+
+
+async def test_a_cpu_only_pod_placed_by_the_allocator_is_in_the_ledger():
+    """A pod placed on a managed node without a GPU sees no GPU, is pinned to its node, and
+    carries its allocation, so a restarted hub counts its CPU and memory there again."""
+    nodes = {"gpu-07": NodeCapacity("gpu-07", 16000, 65536)}
+    live = Allocator(GPUS, nodes)
+    allocation = live.reserve_pod(6000, 16384, OWNER)
+    live.commit(allocation.id)
+    toleration = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+    pod = apply_slice(
+        pod_for(extra_resource_limits={"nvidia.com/gpu": "1"}),
+        allocation,
+        SliceSettings(runtime_class_name="nvidia", tolerations=(toleration,)),
+    )
+    env = env_of(pod)
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void" and env["CUDA_VISIBLE_DEVICES"] == ""
+    assert keys.ENV_ALLOCATION_ID not in env and keys.ENV_GPU_MEMORY_MIB not in env
+    assert "nvidia.com/gpu" not in (pod.spec.containers[0].resources.limits or {})
+    assert pod.spec.runtime_class_name is None and not pod.spec.volumes
+    assert pod.metadata.labels["ai-console/slice"] == "true"
+    assert pod.spec.tolerations[0].key == "nvidia.com/gpu"
+    term = pod.spec.affinity.node_affinity.required_during_scheduling_ignored_during_execution
+    assert term.node_selector_terms[0].match_expressions[0].values == ["gpu-07"]
+    body = await validate(pod)
+    body["metadata"].update(namespace="hub", creationTimestamp="2026-11-29T10:00:00Z")
+    body["status"] = {"phase": "Running"}
+    fresh = Allocator(GPUS, nodes)
+    report = rebuild(fresh, [body])
+    assert report.ok and [a for _, a in report.adopted] == [allocation]
+    assert fresh.node_usage() == live.node_usage() == {"gpu-07": (6000, 16384)}
 
 
 async def test_device_plugin_gpus_pass_through_and_keep_off_shared_nodes():
