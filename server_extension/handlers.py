@@ -263,6 +263,8 @@ class RerunHandler(Submitting):
                 for k in ("project", "flavor", "gpu_type", "image", "environment",
                           "timeout_seconds", "max_retries", "output_formats", "tags")
             }  # fmt: skip
+            if (old.get("gpu_slice") or {}).get("any_type"):
+                request["gpu_type"] = None  # the first run left the type to the allocator
             request["input_path"] = old["input_path"]
             request["parameters"] = {
                 **(old.get("parameters") or {}),

@@ -109,7 +109,10 @@ class JobsManager(LoggingConfigurable):
                 attempts=0,
                 allocation_id=allocation["id"] if allocation else None,
                 gpu_slice=_held_slice(
-                    allocation, admitted.get("environment") or {}, admitted.get("pod")
+                    allocation,
+                    admitted.get("environment") or {},
+                    admitted.get("pod"),
+                    any_type=request.gpu_type is None,
                 ),
                 idempotency_key=key,
                 rerun_of=request.rerun_of,
@@ -296,14 +299,17 @@ class JobsManager(LoggingConfigurable):
 
 
 def _held_slice(
-    allocation: dict | None, environment: dict[str, str], pod: dict | None
+    allocation: dict | None, environment: dict[str, str], pod: dict | None, any_type: bool
 ) -> dict | None:
+    """The slice a job holds, as recorded; ``any_type``: the job named no GPU type (the
+    allocator chose ``gpu_type``), so a re-run may land on another."""
     if not allocation:
         return None
     return {
         "description": allocation.get("description"),
         "fraction": allocation.get("fraction"),
         "gpu_type": allocation.get("gpu_type"),
+        "any_type": any_type,
         "node": allocation.get("node"),
         "environment": environment,
         "allocation": allocation,

@@ -232,4 +232,5 @@ def _public_slice(held: dict | None) -> dict | None:
     """The slice as users see it (without the launch details kept for retries)."""
     if not held:
         return None
-    return {k: held[k] for k in ("description", "fraction", "gpu_type", "node") if k in held}
+    keys = ("description", "fraction", "gpu_type", "any_type", "node")
+    return {k: held[k] for k in keys if k in held}

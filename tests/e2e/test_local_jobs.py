@@ -338,3 +338,15 @@ def test_a_job_of_a_flavor_with_two_types_runs_where_the_allocator_places_it(job
         log = researcher.call("GET", f"jobs/{job['job_id']}/log").text
         assert f"on {job['gpu_type']}" in log
     assert allocations(jobs_hub) == []
+    # A re-run leaves the type to the allocator again: with the first run's GPU taken, it
+    # runs on the other one.
+    first = jobs[0]
+    assert first["gpu_slice"]["any_type"] is True
+    blocker = researcher.submit("any.ipynb", flavor="8C-32G-1GPU", gpu_type=first["gpu_type"])
+    assert blocker.status_code == 201, blocker.text
+    rerun = researcher.call("POST", f"jobs/{first['job_id']}/rerun", json={})
+    assert rerun.status_code == 201, rerun.text
+    assert rerun.json()["gpu_type"] != first["gpu_type"]
+    for job in (blocker.json(), rerun.json()):
+        assert researcher.wait(job["job_id"])["status"] == "COMPLETED"
+    assert allocations(jobs_hub) == []
