@@ -30,9 +30,19 @@ def hub_yaml(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def lab_page(local_hub: LocalHub, tmp_path: Path) -> Iterator[tuple[Page, LabUser]]:
+def lab_page(local_hub: LocalHub) -> Iterator[tuple[Page, LabUser]]:
     """student1 logged in through the browser, their server running, a notebook in their home."""
-    user = LabUser(local_hub, "student1").start_server()
+    yield from _lab_page(local_hub, "student1")
+
+
+@pytest.fixture
+def researcher_page(local_hub: LocalHub) -> Iterator[tuple[Page, LabUser]]:
+    """The same for the researcher, whose project may run whole-GPU jobs."""
+    yield from _lab_page(local_hub, "researcher")
+
+
+def _lab_page(local_hub: LocalHub, name: str) -> Iterator[tuple[Page, LabUser]]:
+    user = LabUser(local_hub, name).start_server()
     user.write(
         "train.ipynb",
         notebook(
@@ -42,12 +52,12 @@ def lab_page(local_hub: LocalHub, tmp_path: Path) -> Iterator[tuple[Page, LabUse
     )
     with chromium() as browser:
         page = browser.new_page(viewport={"width": 1400, "height": 900})
-        log_in(page, local_hub.url, "student1", PASSWORD)
+        log_in(page, local_hub.url, name, PASSWORD)
         yield page, user
 
 
-def open_notebook(page: Page, hub: LocalHub, path: str) -> None:
-    page.goto(f"{hub.url}/user/student1/lab/tree/{path}")
+def open_notebook(page: Page, hub: LocalHub, path: str, user: str = "student1") -> None:
+    page.goto(f"{hub.url}/user/{user}/lab/tree/{path}")
     page.wait_for_selector("#jp-main-dock-panel", timeout=LAB_TIMEOUT_MS)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=LAB_TIMEOUT_MS)
 
@@ -150,6 +160,29 @@ def test_run_as_job_from_the_notebook_toolbar_to_the_executed_notebook(
     assert rerun_job["status"] == "COMPLETED"
     assert rerun_job["parameters"] == {"epochs": 4, "rate": 0.5}
     assert rerun_job["rerun_of"] == job["job_id"]
+
+
+def test_a_flavor_of_two_gpu_types_leaves_the_type_to_the_allocator(
+    local_hub: LocalHub, researcher_page: tuple[Page, LabUser]
+):
+    page, user = researcher_page
+    open_notebook(page, local_hub, "train.ipynb", user="researcher")
+    dialog = open_run_as_job_dialog(page)
+    dialog.get_by_test_id("ai-console-field-flavor").select_option("8C-32G-1GPU")
+    gpu_type = dialog.get_by_test_id("ai-console-field-gpu_type")
+    # "Any of them" comes first and is chosen; each type can still be picked by name.
+    options = gpu_type.locator("option")
+    expect(options.first).to_have_text(re.compile(r"^Any of them \(placed where it fits best"))
+    expect(gpu_type).to_have_value("")
+    expect(options).to_have_count(3)
+    dialog.get_by_test_id("ai-console-field-name").fill("train-any-gpu")
+    screenshot(page, "run-as-job-any-gpu-type")
+    dialog.get_by_test_id("ai-console-submit").click()
+    expect(dialog).to_have_count(0, timeout=30_000)
+    [job] = [j for j in user.call("GET", "jobs").json()["jobs"] if j["name"] == "train-any-gpu"]
+    assert job["gpu_slice"]["any_type"] is True
+    assert job["gpu_slice"]["gpu_type"] in ("RTX3090", "A100")
+    assert user.wait(job["job_id"])["status"] == "COMPLETED"
 
 
 def test_the_dialog_speaks_traditional_chinese(local_hub: LocalHub, lab_page: tuple[Page, LabUser]):
