@@ -11,7 +11,8 @@ time-to-live, so a spawn that died half-way does not keep a GPU slice.
 Placement (binpack) follows "Beware of Fragmentation" (USENIX ATC'23) at the level of nodes:
 a request goes to the node, of any GPU type it accepts, where the node's fragmentation (the
 expected free GPU capacity the learnt task mix cannot use, the pods' CPU and memory included,
-plus the free GPUs the node's CPU and memory could not serve at the mix's average need; see
+plus the free GPUs the node's CPU and memory could not serve at the mix's average need, and
+for shares what their holes are expected to keep free for good; see
 :mod:`gpu_fraction.node_fragmentation`) grows least.
 
 Speed matters because every spawn and job start goes through here under one lock: GPUs are

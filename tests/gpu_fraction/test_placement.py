@@ -193,6 +193,35 @@ def test_stranded_counts_free_gpus_the_nodes_cpu_cannot_serve():
     assert CompiledMix([((1, 2, 0, 50, 0, 0), 1.0)]).stranded(4.0, 0, 0) == 0.0
 
 
+def test_a_share_opens_a_gpu_rather_than_leave_a_hole_only_rare_tasks_fit():
+    # Two one-GPU nodes. The mix has learnt whole GPUs, 0.47 and 0.65 shares often, 0.32 less.
+    gpus = make_gpus(2, 1)
+    allocator = Allocator(gpus)
+    for size in [1, 1, 1, 1, "47/100", "47/100", "65/100", "32/100"] * 4:
+        allocator._mix.record(SliceRequest("RTX3090", size).shape)
+    first = allocator.reserve(SliceRequest("RTX3090", "47/100"), BOB)
+    # Into the 0.53 hole it would leave 0.21, which no task of the mix but a rare one fits;
+    # on the other GPU it leaves 0.68 for a 0.65, and the 0.53 waits for another 0.47.
+    third = allocator.reserve(SliceRequest("RTX3090", "32/100"), BOB)
+    assert third.node != first.node
+    assert allocator.reserve(SliceRequest("RTX3090", "47/100"), BOB).node == first.node
+    assert allocator.reserve(SliceRequest("RTX3090", "65/100"), BOB).node == third.node
+
+
+def test_terminal_counts_a_hole_by_what_is_left_when_its_best_partner_comes():
+    # Whole GPUs (half the weight), 0.47 and 0.32 shares.
+    mix = CompiledMix(
+        [((1, 1, 0, 100, 0, 0), 0.5), ((47, 100, 0, 47, 0, 0), 0.3), ((32, 100, 0, 32, 0, 0), 0.2)]
+    )
+    assert mix.terminal(1.0) == 0.0  # a free GPU: whole-GPU tasks take it
+    # 0.53 free: another 0.47 leaves 0.06; 0.21 free: nothing fits, all of it stays.
+    assert mix.terminal(0.53) == pytest.approx(mix.terminal(0.06))
+    assert mix.terminal(0.21) > mix.terminal(0.53) > mix.terminal(0.04) > 0
+    # Few whole GPUs asked for: off (opening a GPU is no worse than filling a hole).
+    shares = CompiledMix([((47, 100, 0, 47, 0, 0), 0.6), ((32, 100, 0, 32, 0, 0), 0.4)])
+    assert shares.terminal(0.21) == 0.0
+
+
 # --- never over capacity, with CPU and memory -------------------------------------------------
 
 TYPES = ["RTX3090", "A100", "T4"]
