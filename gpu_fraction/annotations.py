@@ -145,22 +145,9 @@ def _read_plain(
     ):
         return None  # several GPUs, or something to explain: the checked reading
     first = lookup(raw_uuids) if lookup is not None else None
-    if first is None:
-        return Allocation(
-            allocation_id,
-            Owner(kind, user, project, name),
-            node,
-            gpu_type,
-            (raw_uuids,),
-            (),
-            known[0],
-            memory,
-            memory,
-            compute_min,
-            compute_max,
-            cpu,
-            host_memory,
-        )
+    # A GPU the lookup does not know: the slice's memory stands for the GPU's, no index.
+    indices = (first.index,) if first is not None else ()
+    gpu_memory = first.memory_mib if first is not None else memory
     # Positional (the fields' order): quicker than by keyword, 50,000 times over.
     return Allocation(
         allocation_id,
@@ -168,16 +155,16 @@ def _read_plain(
         node,
         gpu_type,
         (raw_uuids,),
-        (first.index,),
+        indices,
         known[0],
         memory,
-        first.memory_mib,
+        gpu_memory,
         compute_min,
         compute_max,
         cpu,
         host_memory,
-        first.product,
-        first.simulated,
+        first.product if first is not None else "",
+        first.simulated if first is not None else False,
     )
 
 

@@ -1,32 +1,11 @@
 """The allocator benchmark runs end to end at a small scale and reports every key."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[2]
+from . import last_json
 
 
 def test_benchmark_prints_one_json_object_last():
-    out = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "allocator.py"),
-            "--json",
-            "--nodes",
-            "20",
-            "--live",
-            "150",
-            "--pairs",
-            "300",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    args = ("--json", "--nodes", "20", "--live", "150", "--pairs", "300")
+    result = last_json("allocator.py", *args, timeout=120)
     assert {
         "gpus",
         "live_slices",

@@ -2,13 +2,13 @@
 are sound: nothing over capacity, allocation never falls as pods arrive, same seed same run."""
 
 import importlib.util
-import json
-import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from . import last_json
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "benchmarks" / "packing.py"
@@ -28,14 +28,7 @@ packing = load_packing()
 
 @pytest.fixture(scope="module")
 def result():
-    out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json", "--nodes", str(NODES), "--seed", "42"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    return last_json("packing.py", "--json", "--nodes", str(NODES), "--seed", "42")
 
 
 def test_json_has_every_key(result):

@@ -1,7 +1,5 @@
 """The waste breakdown of the packing benchmark runs at a small scale and its parts add up."""
 
-import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +8,8 @@ SCRIPT = ROOT / "benchmarks" / "packing_waste.py"
 sys.path.insert(0, str(SCRIPT.parent))
 
 import packing_waste  # noqa: E402 (the script's folder is not a package)
+
+from . import last_json  # noqa: E402
 
 
 def test_offline_packings_bound_each_other():
@@ -20,14 +20,8 @@ def test_offline_packings_bound_each_other():
 
 
 def test_breakdown_adds_up_to_what_is_not_allocated():
-    out = subprocess.run(
-        [sys.executable, str(SCRIPT), "--json", "--nodes", "60", "--policies", "ours,fgd"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    ).stdout
-    result = json.loads(out.strip().splitlines()[-1])
+    args = ("--json", "--nodes", "60", "--policies", "ours,fgd")
+    result = last_json("packing_waste.py", *args)
     for row in result["policies"].values():
         parts = row["stranded"] + row["sliver"] + row["no_pod_fits"] + row["usable"]
         assert abs(parts + row["allocated"] - 100) < 0.05
