@@ -66,6 +66,8 @@ RESTRICTED_CONTAINER: dict = {
 GPU_TAINT_TOLERATION: dict = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 #: NVIDIA container runtime value for "no GPU at all" (an image may default to "all").
 NO_DEVICE = "void"
+#: What a pod that holds no GPU gets, so a CUDA image (whose default is "all") sees none.
+NO_GPU_ENVIRONMENT = {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""}
 
 _DNS_SUBDOMAIN_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 

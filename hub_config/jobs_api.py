@@ -26,6 +26,7 @@ from tornado import web
 
 from gpu_fraction.annotations import to_annotations
 from gpu_fraction.enforcement import (
+    NO_GPU_ENVIRONMENT,
     STARTUP_MOUNT_PATH,
     container_environment,
     has_caps,
@@ -37,7 +38,7 @@ from gpu_fraction.model import Owner
 from spawner.allocation_api import SCOPE_ALLOCATIONS, SliceAPIHandler, allocation_model
 
 from .access import JobRefused, check_job, flavors_for, images_for_project, profiles_for
-from .model import AiConsoleConfig, Flavor
+from .model import AiConsoleConfig, Flavor, memory_bytes
 from .roles import SCOPE_JOBS
 
 
@@ -192,6 +193,26 @@ class JobAdmissionHandler(JobsHubHandler):
             except Exception:
                 manager.release(held.id)  # never leave a reserved slice behind an error
                 raise
+        elif manager.cpu_only_pods == "allocator" and manager.inventory_source == "kubernetes":
+            # A CPU job goes where its CPU strands the least GPU capacity, as a CPU-only server.
+            owner = Owner("job", name, project.slug if project else "", str(job_name)[:63])
+            cpu, memory = int(flavor.cpu * 1000), memory_bytes(flavor.memory) >> 20
+            try:
+                held = await manager.reserve_pod(
+                    cpu,
+                    memory,
+                    owner,
+                    nodes=frozenset((node,)) if node else None,
+                    created_by=self.caller,
+                )
+            except AllocationRefused as err:
+                if not manager.has_unmanaged_nodes():
+                    self.write_json(409, {"message": str(err.reason), "field": "flavor"})
+                    return
+                held = None  # the nodes the allocator does not manage take it
+            if held is not None:
+                allocation = allocation_model(held)
+                pod = self._pod_slice(held)
         image = decision.image
         self.write_json(
             201,
@@ -208,6 +229,16 @@ class JobAdmissionHandler(JobsHubHandler):
 
     def _pod_slice(self, held: Any) -> dict[str, Any]:
         """The slice written into a job's pod, by the same builders the spawner uses."""
+        if held.is_cpu_only:  # a node's CPU held: no GPU to reach, no caps
+            return {
+                "environment": dict(NO_GPU_ENVIRONMENT),
+                "volumes": [],
+                "volume_mounts": [],
+                "annotations": to_annotations(held),
+                "node": held.node,
+                "simulated": held.simulated,
+                "cpu_only": True,
+            }
         configmap = self.slice_manager.startup_hook_configmap or None
         startup = STARTUP_MOUNT_PATH if configmap and has_caps(held) else None
         mps = self.slice_manager.mps_settings(held.node)

@@ -172,7 +172,8 @@ class GPUSliceManager(SingletonConfigurable):
     cpu_only_pods = Unicode(
         "allocator",
         config=True,
-        help="""Where the pods of CPU-only profiles go (Kubernetes).
+        help="""Where the pods of CPU-only profiles and CPU jobs go (Kubernetes; for jobs
+        only "allocator" differs from the scheduler).
         "allocator": the allocator places them, with the measure it places slices by, on the
         GPU node where their CPU and memory strand the least GPU capacity, and holds their
         node like a slice (pod annotations, restored after a restart); when no GPU node has
@@ -625,9 +626,10 @@ class GPUSliceManager(SingletonConfigurable):
         memory_mib: int,
         owner: Owner,
         nodes: frozenset[str] | None = None,
+        created_by: str | None = None,
     ) -> Allocation:
-        """Reserve a GPU node's CPU and memory for a pod without GPUs (a CPU-only server);
-        commit and release it like a slice."""
+        """Reserve a GPU node's CPU and memory for a pod without GPUs (a CPU-only server or
+        job); commit and release it like a slice. ``created_by``: as for :meth:`reserve`."""
         try:
             allocator = await self.ready()
         except AllocationRefused:
@@ -639,10 +641,13 @@ class GPUSliceManager(SingletonConfigurable):
                 "this hub could not renew its GPU allocator lease; try again in a moment"
             )
         try:
-            return allocator.reserve_pod(cpu_millis, memory_mib, owner, nodes=nodes)
+            allocation = allocator.reserve_pod(cpu_millis, memory_mib, owner, nodes=nodes)
         except AllocationRefused:
             metrics.count_refusal("no_capacity")
             raise
+        if created_by is not None:
+            self._created_by[allocation.id] = created_by
+        return allocation
 
     def has_unmanaged_nodes(self) -> bool:
         """Whether the cluster has nodes whose GPUs (if any) the allocator does not manage."""

@@ -29,10 +29,8 @@ from kubespawner.utils import get_k8s_model
 
 from gpu_fraction.annotations import to_annotations
 from gpu_fraction.enforcement import (
-    ENV_CUDA_VISIBLE_DEVICES,
-    ENV_NVIDIA_VISIBLE_DEVICES,
     ENV_PYTHONPATH,
-    NO_DEVICE,
+    NO_GPU_ENVIRONMENT,
     STARTUP_MOUNT_PATH,
     MpsSettings,
     container_environment,
@@ -75,7 +73,7 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
     container = pod.spec.containers[0]
     if allocation is not None and allocation.is_cpu_only:
         _drop_gpu_resources(container)
-        _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
+        _set_env(container, NO_GPU_ENVIRONMENT)
         _write_ledger(pod, allocation, settings)
         return pod
     if allocation is None:
@@ -84,7 +82,7 @@ def apply_slice(pod: V1Pod, allocation: Allocation | None, settings: SliceSettin
             if settings.unmanaged_nodes:
                 _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
             return pod
-        _set_env(container, {ENV_NVIDIA_VISIBLE_DEVICES: NO_DEVICE, ENV_CUDA_VISIBLE_DEVICES: ""})
+        _set_env(container, NO_GPU_ENVIRONMENT)
         if settings.cpu_only_off_gpu_nodes and settings.unmanaged_nodes:
             _require(pod, get_k8s_model(V1NodeSelectorRequirement, settings.unmanaged_nodes))
         return pod

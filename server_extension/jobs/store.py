@@ -232,5 +232,7 @@ def _public_slice(held: dict | None) -> dict | None:
     """The slice as users see it (without the launch details kept for retries)."""
     if not held:
         return None
+    if held.get("gpu_type") == "none":
+        return None  # a node's CPU held for a CPU job: no GPU slice to show
     keys = ("description", "fraction", "gpu_type", "any_type", "node")
     return {k: held[k] for k in keys if k in held}

@@ -160,6 +160,15 @@ def test_a_job_runs_as_a_kubernetes_job_and_survives_a_jobs_service_restart(kube
     assert job["metadata"]["labels"]["ai-console/owner"] == "student1"
     [pod] = kube.list("pods", labelSelector=f"job-name={job['metadata']['name']}")
     assert pod["spec"]["automountServiceAccountToken"] is False
+    # A CPU job: the allocator held a GPU node's CPU for it, as for a CPU-only server (the
+    # ledger's annotations, pinned there), with no GPU to reach and no GPU runtime.
+    held = pod["metadata"]["annotations"]
+    assert held["ai-console/node"] == pod["spec"]["nodeName"] in ("gpu-01", "gpu-02")
+    assert held["ai-console/gpu-uuids"] == "" and held["ai-console/cpu-millis"] == "2000"
+    assert "runtimeClassName" not in pod["spec"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert done.get("gpu_slice") is None  # no GPU slice to show
     claims = [
         v["persistentVolumeClaim"]["claimName"]
         for v in pod["spec"]["volumes"]

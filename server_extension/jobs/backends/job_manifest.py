@@ -165,7 +165,7 @@ def _apply_slice(spec: dict, container: dict, meta: dict, pod: dict, settings: J
     # The ledger lists slice pods by this label, so a restarted hub finds job slices too.
     meta["labels"][LABEL_SLICE] = "true"
     _pin_to_node(spec, pod["node"])
-    if settings.runtime_class_name and not pod.get("simulated"):
+    if settings.runtime_class_name and not pod.get("simulated") and not pod.get("cpu_only"):
         spec["runtimeClassName"] = settings.runtime_class_name
     if settings.gpu_tolerations:
         spec["tolerations"] = [copy.deepcopy(t) for t in settings.gpu_tolerations]
