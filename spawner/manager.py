@@ -592,20 +592,12 @@ class GPUSliceManager(SingletonConfigurable):
     ) -> Allocation:
         """Reserve a slice for ``owner`` within its project's quota. ``created_by``: the API
         caller that asks (a service), who alone may then commit and release it."""
-        try:
-            allocator = await self.ready()
-        except AllocationRefused:
-            metrics.count_refusal("lease")  # another hub holds the allocator Lease
-            raise
+        allocator = await self._serving()
         # No await from here on: the quota check and the placement are one step.
         step = "lease"  # which check refused, for the refusal counter (never its text)
         try:
             with metrics.timed_allocation():
-                if self.lease is not None and not self.lease.valid():
-                    raise AllocationRefused(
-                        "this hub could not renew its GPU allocator lease (is another hub "
-                        "running, or the API server unreachable?); try again in a moment"
-                    )
+                self._check_lease()
                 step = "quota"
                 self._check_quota(owner.project, request.fraction)
                 step = "no_capacity"
@@ -616,8 +608,7 @@ class GPUSliceManager(SingletonConfigurable):
         except AllocationRefused:
             metrics.count_refusal(step)
             raise
-        if created_by is not None:
-            self._created_by[allocation.id] = created_by
+        self._remember_creator(allocation, created_by)
         return allocation
 
     async def reserve_pod(
@@ -630,24 +621,38 @@ class GPUSliceManager(SingletonConfigurable):
     ) -> Allocation:
         """Reserve a GPU node's CPU and memory for a pod without GPUs (a CPU-only server or
         job); commit and release it like a slice. ``created_by``: as for :meth:`reserve`."""
+        allocator = await self._serving()
+        step = "lease"
         try:
-            allocator = await self.ready()
-        except AllocationRefused:
-            metrics.count_refusal("lease")
-            raise
-        if self.lease is not None and not self.lease.valid():
-            metrics.count_refusal("lease")
-            raise AllocationRefused(
-                "this hub could not renew its GPU allocator lease; try again in a moment"
-            )
-        try:
+            self._check_lease()
+            step = "no_capacity"
             allocation = allocator.reserve_pod(cpu_millis, memory_mib, owner, nodes=nodes)
         except AllocationRefused:
-            metrics.count_refusal("no_capacity")
+            metrics.count_refusal(step)
             raise
+        self._remember_creator(allocation, created_by)
+        return allocation
+
+    async def _serving(self) -> Allocator:
+        """The allocator, once this hub may serve (refusal counted when another hub holds
+        the allocator Lease)."""
+        try:
+            return await self.ready()
+        except AllocationRefused:
+            metrics.count_refusal("lease")
+            raise
+
+    def _check_lease(self) -> None:
+        """Refuse while this hub cannot renew its allocator Lease."""
+        if self.lease is not None and not self.lease.valid():
+            raise AllocationRefused(
+                "this hub could not renew its GPU allocator lease (is another hub "
+                "running, or the API server unreachable?); try again in a moment"
+            )
+
+    def _remember_creator(self, allocation: Allocation, created_by: str | None) -> None:
         if created_by is not None:
             self._created_by[allocation.id] = created_by
-        return allocation
 
     def has_unmanaged_nodes(self) -> bool:
         """Whether the cluster has nodes whose GPUs (if any) the allocator does not manage."""
